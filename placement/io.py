@@ -1,0 +1,108 @@
+"""Table files: read jobs and pair overrides (Parquet, Arrow IPC, CSV); write tables atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from placement.config import CONFIG_SUFFIXES, load_config
+from placement.errors import InputError
+from placement.jobs import JOB_COLUMNS, PAIR_COLUMNS, Column, validate_jobs, validate_pairs
+from placement.model import Portfolio
+
+TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".csv")
+
+
+def read_table(path: str | Path, columns: tuple[Column, ...]) -> tuple[pa.Table, int]:
+    """Read a table file by extension; return it and the user-visible number of its first row."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), [("", "file not found")])
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path), 1
+        if suffix in (".arrow", ".feather", ".ipc"):
+            return feather.read_table(path), 1
+        if suffix == ".csv":
+            # Declared types for known columns so that "8" is an int and "" a null.
+            types = {c.name: c.type for c in columns}
+            opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            return pacsv.read_csv(path, convert_options=opts), 2
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(str(path), [("", f"cannot read {suffix[1:]} table: {str(exc).splitlines()[0]}")]) from None
+    raise InputError(str(path), [("", f"unknown extension '{suffix}': expected one of {', '.join(TABLE_SUFFIXES)}")])
+
+
+def read_jobs(path: str | Path, portfolio: Portfolio) -> pa.Table:
+    """Read and validate a jobs table; a config file path gives its inline ``[[jobs]]``."""
+    if Path(path).suffix.lower() in CONFIG_SUFFIXES:
+        jobs = load_config(path).jobs
+        if jobs is None:
+            raise InputError(str(path), [("jobs", "the config has no inline [[jobs]]")])
+        return jobs
+    table, first_row = read_table(path, JOB_COLUMNS)
+    return validate_jobs(table, portfolio, str(path), row_offset=first_row)
+
+
+def read_pairs(path: str | Path, portfolio: Portfolio, jobs: pa.Table) -> pa.Table:
+    """Read and validate a pair-override table."""
+    table, _ = read_table(path, PAIR_COLUMNS)
+    return validate_pairs(table, portfolio, jobs, str(path))
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)`` to a temp file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(table: pa.Table, path: str | Path) -> None:
+    """Write a table by extension (.parquet, .csv, .json, .arrow/.feather), atomically."""
+    suffix = Path(path).suffix.lower()
+    writers: dict[str, Callable[[Path], None]] = {
+        ".parquet": lambda p: pq.write_table(table, p),
+        ".csv": lambda p: pacsv.write_csv(table, p),
+        ".json": lambda p: p.write_text(json.dumps(table.to_pylist(), indent=1, default=str)),
+        ".arrow": lambda p: feather.write_feather(table, p),
+        ".feather": lambda p: feather.write_feather(table, p),
+    }
+    if suffix not in writers:
+        raise InputError(str(path), [("", f"unknown output extension '{suffix}': expected one of {', '.join(writers)}")])
+    atomic_write(path, writers[suffix])
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    """Write JSON atomically."""
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def read_plan_table(path: str | Path) -> pa.Table:
+    """Read a plan written by ``write_table`` (any of its formats)."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        if not path.is_file():
+            raise InputError(str(path), [("", "file not found")])
+        try:
+            return pa.Table.from_pylist(json.loads(path.read_text()))
+        except (json.JSONDecodeError, pa.ArrowInvalid) as exc:
+            raise InputError(str(path), [("", f"cannot read plan: {exc}")]) from None
+    table, _ = read_table(path, ())
+    return table

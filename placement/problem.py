@@ -1,0 +1,375 @@
+"""Compile a portfolio and its jobs into ``Problem``: flat NumPy arrays, the only thing solvers see.
+
+Layout (struct of arrays):
+
+- sites ``s``: capacity, PUE, $ per facility MWh (energy and carbon separately), gang limit;
+- pools ``p`` (one per site and GPU type, ordered by site): site, type, inventory, kW per GPU;
+- jobs ``j``: a *unit* is the thing one candidate places, a whole gang for training and one
+  replica for inference (``job_units`` of them, value split evenly);
+- eligibility by *class*: jobs with the same (kind, accepted types, regions, tenant, demand
+  region, latency limit) share one CSR list of eligible pools with their speeds, so a million
+  jobs over 8,000 pools never materialise a jobs × pools matrix. Per-job rules that vary within
+  a class (gang size, inventory, pinned, forbidden pairs) are checked on the fly by kernels;
+- pair overrides: a per-job CSR over pools (``pair_*``).
+
+Capacities (``site_cap_mw``, ``pool_gpus``) are one-period vectors; a build-out horizon adds a
+leading period axis to exactly these arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from placement.jobs import parse_list, parse_type_spec
+from placement.model import Portfolio, SolveOptions
+
+# Effectively unlimited gang size / budget, kept integral for Numba and CP-SAT.
+UNLIMITED = np.iinfo(np.int64).max // 4
+# Float slack when comparing summed MW to a cap: a plan exactly at the cap is feasible.
+MW_TOLERANCE = 1e-9
+
+
+class Filter(IntEnum):
+    """Why a job has no eligible candidate (first filter that left none)."""
+
+    OK = 0
+    OFFLINE = 1
+    TENANT = 2
+    REGION = 3
+    GPU_TYPE = 4
+    COOLING = 5
+    LATENCY = 6
+    GANG_SIZE = 7
+    INVENTORY = 8
+    FORBIDDEN = 9
+    PINNED = 10
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Compiled arrays of one placement problem. Index maps: ``site_ids``, ``type_names``, ``job_ids``."""
+
+    # sites
+    site_ids: list[str]
+    site_region: np.ndarray  # int32
+    site_cap_mw: np.ndarray  # float64, facility MW available (grid - reserve; 0 if offline)
+    site_pue: np.ndarray  # float64
+    site_energy_usd_per_mwh: np.ndarray  # float64
+    site_carbon_usd_per_mwh: np.ndarray  # float64, carbon_kg_per_mwh * $/t / 1000
+    site_max_gang: np.ndarray  # int64
+    # pools
+    type_names: list[str]
+    pool_site: np.ndarray  # int64
+    pool_type: np.ndarray  # int64
+    pool_gpus: np.ndarray  # int64
+    pool_kw_per_gpu: np.ndarray  # float64
+    # jobs
+    job_ids: np.ndarray  # object (str)
+    job_kind: np.ndarray  # int8: 0 training, 1 inference
+    job_priority: np.ndarray  # int64
+    job_tier: np.ndarray  # int64, dense rank of priority (0 = lowest)
+    job_units: np.ndarray  # int64: 1 for training, replicas for inference
+    job_gpus_unit: np.ndarray  # int64
+    job_value_unit: np.ndarray  # float64 $/h per unit at speed 1
+    job_kw_per_gpu: np.ndarray  # float64, 0 = use the pool's figure
+    job_required: np.ndarray  # bool
+    job_pinned: np.ndarray  # bool
+    job_current_pool: np.ndarray  # int64, -1 none
+    job_migration_usd: np.ndarray  # float64 one-off per unit moved
+    job_migration_usd_per_hour: np.ndarray  # float64 per unit moved, amortised
+    job_min_sites: np.ndarray  # int64
+    job_max_units_per_site: np.ndarray  # int64
+    job_class: np.ndarray  # int64
+    job_filter: np.ndarray  # int8 Filter: static reason no candidate can ever host it
+    # eligibility classes (CSR over pools)
+    class_ptr: np.ndarray  # int64 (n_classes + 1)
+    class_pool: np.ndarray  # int64
+    class_speed: np.ndarray  # float64
+    # pair overrides (CSR per job over pools)
+    pair_ptr: np.ndarray  # int64 (n_jobs + 1)
+    pair_pool: np.ndarray  # int64
+    pair_extra_usd_per_hour: np.ndarray  # float64 per unit
+    pair_it_mw: np.ndarray  # float64 per unit, NaN = computed from kW per GPU
+    pair_forbidden: np.ndarray  # bool
+    # migration budget
+    max_moves: int  # UNLIMITED if none
+    max_migration_usd: float  # inf if none
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.job_ids)
+
+    @property
+    def n_sites(self) -> int:
+        return len(self.site_ids)
+
+    @property
+    def n_pools(self) -> int:
+        return len(self.pool_site)
+
+    @property
+    def site_usd_per_mwh(self) -> np.ndarray:
+        """Energy plus carbon cost per facility MWh at each site."""
+        return self.site_energy_usd_per_mwh + self.site_carbon_usd_per_mwh
+
+    def candidates(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pools a job's class admits and the speed on each (before per-job filters)."""
+        c = self.job_class[j]
+        lo, hi = self.class_ptr[c], self.class_ptr[c + 1]
+        return self.class_pool[lo:hi], self.class_speed[lo:hi]
+
+    def pairs(self, j: int) -> slice:
+        """Slice of the pair arrays holding job ``j``'s overrides."""
+        return slice(self.pair_ptr[j], self.pair_ptr[j + 1])
+
+    def unit_it_mw(self, j: int, p: int) -> float:
+        """IT MW of one unit of job ``j`` on pool ``p`` (a pair's measured MW wins)."""
+        sl = self.pairs(j)
+        hit = np.flatnonzero(self.pair_pool[sl] == p)
+        if hit.size and not math.isnan(self.pair_it_mw[sl][hit[0]]):
+            return float(self.pair_it_mw[sl][hit[0]])
+        kw = self.job_kw_per_gpu[j] if self.job_kw_per_gpu[j] > 0 else self.pool_kw_per_gpu[p]
+        return float(self.job_gpus_unit[j] * kw / 1000.0)
+
+
+def compile_problem(
+    portfolio: Portfolio,
+    jobs: pa.Table,
+    pairs: pa.Table | None = None,
+    options: SolveOptions | None = None,
+) -> Problem:
+    """Compile validated inputs into arrays. ``jobs``/``pairs`` come from ``placement.jobs``."""
+    options = options or portfolio.solve
+    sites = portfolio.sites
+    type_names = list(portfolio.gpu_types)
+    type_index = {t: i for i, t in enumerate(type_names)}
+    site_index = {s.id: i for i, s in enumerate(sites)}
+    regions = sorted({s.region for s in sites})
+    region_index = {r: i for i, r in enumerate(regions)}
+    carbon_price = portfolio.objective.carbon_usd_per_tonne
+
+    pool_site, pool_type, pool_gpus, pool_kw = [], [], [], []
+    for si, s in enumerate(sites):
+        for t in sorted(s.pools, key=type_index.__getitem__):
+            pool_site.append(si)
+            pool_type.append(type_index[t])
+            pool_gpus.append(s.pools[t].gpus)
+            pool_kw.append(s.pools[t].kw_per_gpu or portfolio.gpu_types[t].kw_per_gpu)
+    pool_of = {(pool_site[p], pool_type[p]): p for p in range(len(pool_site))}
+    pool_site_a = np.asarray(pool_site, np.int64)
+    pool_type_a = np.asarray(pool_type, np.int64)
+
+    n = jobs.num_rows
+
+    def col(name: str) -> pa.ChunkedArray:
+        return jobs.column(name)
+
+    def ints(name: str) -> np.ndarray:
+        return col(name).to_numpy().astype(np.int64)
+
+    kind = (pc.equal(col("kind"), "inference")).to_numpy(zero_copy_only=False).astype(np.int8)
+    units = np.where(kind == 1, ints("replicas"), 1).astype(np.int64)
+    gpus_unit = np.where(kind == 1, ints("gpus_per_replica"), ints("gpus")).astype(np.int64)
+    value = col("value_usd_per_hour").to_numpy().astype(np.float64)
+    priority = ints("priority")
+    _, tier = np.unique(priority, return_inverse=True)
+    share = col("max_share_per_site").to_numpy()
+    max_units = np.where(kind == 1, np.floor(share * units + 1e-9), 1).astype(np.int64)
+    min_sites = np.where(kind == 1, ints("min_sites"), 1).astype(np.int64)
+    kw_override = pc.fill_null(col("kw_per_gpu"), 0.0).to_numpy().astype(np.float64)
+    mig = col("migration_cost_usd").to_numpy().astype(np.float64)
+
+    current_pool = _current_pools(jobs, site_index, type_index, pool_of)
+
+    # Eligibility classes: unique combinations of the class key columns.
+    key_cols = ["kind", "gpu_types", "regions", "tenant", "demand_region", "max_latency_ms"]
+    codes = np.stack([_codes(col(c)) for c in key_cols], axis=1)
+    uniq, job_class = np.unique(codes, axis=0, return_inverse=True)
+    job_class = job_class.reshape(-1).astype(np.int64)
+    first_row = np.zeros(len(uniq), np.int64)
+    first_row[job_class[::-1]] = np.arange(n)[::-1]
+    class_ptr = [0]
+    class_pool: list[int] = []
+    class_speed: list[float] = []
+    class_filter = np.zeros(len(uniq), np.int8)
+    for c, row in enumerate(first_row):
+        pools, speeds, why = _class_pools(portfolio, jobs, int(row), pool_site, pool_type, type_names)
+        class_pool += pools
+        class_speed += speeds
+        class_ptr.append(len(class_pool))
+        class_filter[c] = why
+    class_ptr_a = np.asarray(class_ptr, np.int64)
+    class_pool_a = np.asarray(class_pool, np.int64)
+
+    site_max_gang = np.array([s.max_gang_gpus or UNLIMITED for s in sites], np.int64)
+    job_filter = class_filter[job_class].copy()
+    # Per-job filters within a class: gang size and inventory against the class's best pool.
+    best_gang = np.zeros(len(uniq), np.int64)
+    best_inv = np.zeros(len(uniq), np.int64)
+    pool_gpus_a = np.asarray(pool_gpus, np.int64)
+    for c in range(len(uniq)):
+        ps = class_pool_a[class_ptr_a[c]:class_ptr_a[c + 1]]
+        if ps.size:
+            best_gang[c] = site_max_gang[pool_site_a[ps]].max()
+            best_inv[c] = pool_gpus_a[ps].max()
+    ok = job_filter == Filter.OK
+    job_filter[ok & (kind == 0) & (gpus_unit > best_gang[job_class])] = Filter.GANG_SIZE
+    ok = job_filter == Filter.OK
+    job_filter[ok & (gpus_unit > best_inv[job_class])] = Filter.INVENTORY
+
+    pinned = col("pinned").to_numpy(zero_copy_only=False).astype(bool)
+    pair_ptr, pair_pool, pair_extra, pair_mw, pair_forbidden = _compile_pairs(
+        pairs, jobs, n, site_index, type_index, pool_site_a, pool_type_a
+    )
+    _per_job_filters(job_filter, pinned, current_pool, job_class, class_ptr_a, class_pool_a,
+                     pair_ptr, pair_pool, pair_forbidden)
+
+    return Problem(
+        site_ids=[s.id for s in sites],
+        site_region=np.array([region_index[s.region] for s in sites], np.int32),
+        site_cap_mw=np.array([(s.grid_mw - s.reserve_mw) if s.online else 0.0 for s in sites]),
+        site_pue=np.array([s.pue for s in sites]),
+        site_energy_usd_per_mwh=np.array([s.price_usd_per_mwh for s in sites], np.float64),
+        site_carbon_usd_per_mwh=np.array([s.carbon_kg_per_mwh * carbon_price / 1000.0 for s in sites]),
+        site_max_gang=site_max_gang,
+        type_names=type_names,
+        pool_site=pool_site_a,
+        pool_type=pool_type_a,
+        pool_gpus=pool_gpus_a,
+        pool_kw_per_gpu=np.asarray(pool_kw, np.float64),
+        job_ids=col("id").to_numpy(zero_copy_only=False),
+        job_kind=kind,
+        job_priority=priority,
+        job_tier=tier.reshape(-1).astype(np.int64),
+        job_units=units,
+        job_gpus_unit=gpus_unit,
+        job_value_unit=value / units,
+        job_kw_per_gpu=kw_override,
+        job_required=col("required").to_numpy(zero_copy_only=False).astype(bool),
+        job_pinned=pinned,
+        job_current_pool=current_pool,
+        job_migration_usd=mig,
+        job_migration_usd_per_hour=mig / portfolio.objective.migration_horizon_hours,
+        job_min_sites=min_sites,
+        job_max_units_per_site=max_units,
+        job_class=job_class,
+        job_filter=job_filter,
+        class_ptr=class_ptr_a,
+        class_pool=class_pool_a,
+        class_speed=np.asarray(class_speed, np.float64),
+        pair_ptr=pair_ptr,
+        pair_pool=pair_pool,
+        pair_extra_usd_per_hour=pair_extra,
+        pair_it_mw=pair_mw,
+        pair_forbidden=pair_forbidden,
+        max_moves=UNLIMITED if options.max_moves is None else int(options.max_moves),
+        max_migration_usd=math.inf if options.max_migration_usd is None else float(options.max_migration_usd),
+        meta={"portfolio": portfolio.name},
+    )
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Integer code per row of a column (nulls get their own code)."""
+    enc = column.combine_chunks().dictionary_encode(null_encoding="encode")
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _current_pools(jobs: pa.Table, site_index: dict, type_index: dict, pool_of: dict) -> np.ndarray:
+    sites = jobs.column("current_site").to_numpy(zero_copy_only=False)
+    types = jobs.column("current_gpu_type").to_numpy(zero_copy_only=False)
+    out = np.full(jobs.num_rows, -1, np.int64)
+    for j in np.flatnonzero(np.array([s is not None for s in sites], bool)):
+        t = types[j]
+        if t is None:
+            continue
+        out[j] = pool_of.get((site_index[sites[j]], type_index[t]), -1)
+    return out
+
+
+def _class_pools(portfolio: Portfolio, jobs: pa.Table, row: int, pool_site: list[int],
+                 pool_type: list[int], type_names: list[str]) -> tuple[list[int], list[float], int]:
+    """Eligible pools and speeds for the class of job ``row``, or the filter that left none."""
+    r = {c: jobs.column(c)[row].as_py() for c in
+         ("kind", "gpu_types", "regions", "tenant", "demand_region", "max_latency_ms")}
+    types = parse_type_spec(r["gpu_types"])
+    allowed_regions = set(parse_list(r["regions"]))
+    inference = r["kind"] == "inference"
+    steps = [
+        (Filter.OFFLINE, lambda s, t: s.online),
+        (Filter.TENANT, lambda s, t: s.tenants is None or r["tenant"] in s.tenants),
+        (Filter.REGION, lambda s, t: not allowed_regions or s.region in allowed_regions),
+        (Filter.GPU_TYPE, lambda s, t: not types or t in types),
+        (Filter.COOLING, lambda s, t: portfolio.gpu_types[t].cooling in s.cooling),
+        (Filter.LATENCY, lambda s, t: r["max_latency_ms"] is None or (
+            (lat := s.latency_to(r["demand_region"])) is not None and lat <= r["max_latency_ms"])),
+    ]
+    alive = [(p, portfolio.sites[pool_site[p]], type_names[pool_type[p]]) for p in range(len(pool_site))]
+    for code, keep in steps:
+        alive = [(p, s, t) for p, s, t in alive if keep(s, t)]
+        if not alive:
+            return [], [], int(code)
+    speeds = []
+    for p, s, t in alive:
+        own = types.get(t)
+        gpu = portfolio.gpu_types[t]
+        speeds.append(own if own is not None else (gpu.inference_speed if inference else gpu.training_speed))
+    return [p for p, _, _ in alive], speeds, int(Filter.OK)
+
+
+def _compile_pairs(pairs: pa.Table | None, jobs: pa.Table, n: int, site_index: dict, type_index: dict,
+                   pool_site: np.ndarray, pool_type: np.ndarray):
+    if pairs is None or pairs.num_rows == 0:
+        empty_f = np.zeros(0, np.float64)
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.int64), empty_f, empty_f, np.zeros(0, bool)
+    job_row = pc.index_in(pairs.column("job_id"), value_set=jobs.column("id")).to_numpy(zero_copy_only=False)
+    site = np.array([site_index[s] for s in pairs.column("site_id").to_pylist()], np.int64)
+    gtype = pairs.column("gpu_type").to_pylist()
+    extra = pairs.column("extra_cost_usd_per_hour").to_numpy()
+    mw = pc.fill_null(pairs.column("power_mw"), np.nan).to_numpy()
+    forb = pairs.column("forbidden").to_numpy(zero_copy_only=False)
+    rows_j, rows_p, rows_i = [], [], []
+    for i in range(pairs.num_rows):
+        mask = pool_site == site[i]
+        if gtype[i]:
+            mask &= pool_type == type_index[gtype[i]]
+        for p in np.flatnonzero(mask):
+            rows_j.append(job_row[i])
+            rows_p.append(p)
+            rows_i.append(i)
+    rows_j_a = np.asarray(rows_j, np.int64)
+    rows_p_a = np.asarray(rows_p, np.int64)
+    rows_i_a = np.asarray(rows_i, np.int64)
+    order = np.lexsort((rows_i_a, rows_p_a, rows_j_a))
+    rows_j_a, rows_p_a, rows_i_a = rows_j_a[order], rows_p_a[order], rows_i_a[order]
+    # One entry per (job, pool): a later, more specific row wins over an earlier one.
+    last = np.ones(len(rows_j_a), bool)
+    last[:-1] = (rows_j_a[1:] != rows_j_a[:-1]) | (rows_p_a[1:] != rows_p_a[:-1])
+    rows_j_a, rows_p_a, rows_i_a = rows_j_a[last], rows_p_a[last], rows_i_a[last]
+    ptr = np.zeros(n + 1, np.int64)
+    np.add.at(ptr, rows_j_a + 1, 1)
+    return (np.cumsum(ptr), rows_p_a, extra[rows_i_a].astype(np.float64),
+            mw[rows_i_a].astype(np.float64), forb[rows_i_a].astype(bool))
+
+
+def _per_job_filters(job_filter, pinned, current_pool, job_class, class_ptr, class_pool,
+                     pair_ptr, pair_pool, pair_forbidden) -> None:
+    for j in np.flatnonzero(pinned & (job_filter == Filter.OK)):
+        pools = class_pool[class_ptr[job_class[j]]:class_ptr[job_class[j] + 1]]
+        if current_pool[j] < 0 or current_pool[j] not in pools:
+            job_filter[j] = Filter.PINNED
+    pair_job = np.repeat(np.arange(len(pair_ptr) - 1), np.diff(pair_ptr))
+    for j in np.unique(pair_job[pair_forbidden]):
+        if job_filter[j] != Filter.OK:
+            continue
+        pools = class_pool[class_ptr[job_class[j]]:class_ptr[job_class[j] + 1]]
+        sl = slice(pair_ptr[j], pair_ptr[j + 1])
+        banned = set(pair_pool[sl][pair_forbidden[sl]].tolist())
+        if banned.issuperset(pools.tolist()):
+            job_filter[j] = Filter.FORBIDDEN

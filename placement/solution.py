@@ -1,0 +1,60 @@
+"""What a solver returns: placement rows over the compiled arrays, reasons, bound and prices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class Reason(IntEnum):
+    """Why a job is unplaced (PLACED for a placed job)."""
+
+    PLACED = 0
+    NO_ELIGIBLE_SITE = 1
+    GPUS = 2
+    POWER = 3
+    OUT_VALUED = 4
+    TIME_LIMIT = 5
+    NOT_PROFITABLE = 6
+    MIGRATION_BUDGET = 7
+    SPREAD = 8
+
+
+@dataclass
+class Solution:
+    """A solver's result in index space.
+
+    ``row_job``/``row_pool``/``row_units``: one row per (job, pool) used; a training job has one
+    row of 1 unit, an inference service one row per pool it spans. ``reason[j]`` is
+    ``Reason.PLACED`` for placed jobs. ``bound`` is a valid upper bound on the total objective
+    ($/h; ``inf`` when unknown). Prices are dual values when the solver has them.
+    """
+
+    row_job: np.ndarray
+    row_pool: np.ndarray
+    row_units: np.ndarray
+    reason: np.ndarray
+    solver: str
+    backend: str = "reference"
+    status: str = "feasible"  # optimal | feasible | time_limit | infeasible
+    bound: float = float("inf")
+    site_price_usd_per_mwh: np.ndarray | None = None
+    pool_price_usd_per_gpu_hour: np.ndarray | None = None
+    stats: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_pool_units(cls, job_pool_units: dict[int, dict[int, int]], n_jobs: int,
+                        reason: np.ndarray, **kw) -> Solution:
+        """Build from ``{job: {pool: units}}`` (jobs absent are unplaced with ``reason``)."""
+        rows = [(j, p, u) for j in sorted(job_pool_units) for p, u in sorted(job_pool_units[j].items()) if u > 0]
+        arr = np.array(rows, np.int64).reshape(-1, 3)
+        reason = reason.astype(np.int8).copy()
+        reason[arr[:, 0]] = Reason.PLACED
+        return cls(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), reason, **kw)
+
+    @property
+    def placed(self) -> np.ndarray:
+        """Boolean mask of placed jobs."""
+        return self.reason == Reason.PLACED
