@@ -148,3 +148,15 @@ def topk_candidates(P: Problem, jobs: np.ndarray, residual_gpus: np.ndarray, res
         pools[a + o[keep], rank[keep]] = pp[keep]
         scores[a + o[keep], rank[keep]] = sc[keep]
     return pools, scores
+
+
+def candidate_speed(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Speed of job ``j`` on pool ``p`` from its class list (NaN where ``p`` is not in it)."""
+    cls = P.job_class[j]
+    class_of = np.repeat(np.arange(len(P.class_ptr) - 1), np.diff(P.class_ptr))
+    keys = class_of * P.n_pools + P.class_pool  # sorted: classes in order, pools ascending
+    want = cls * P.n_pools + p
+    pos = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+    if len(keys) == 0:
+        return np.full(len(j), np.nan)
+    return np.where(keys[pos] == want, P.class_speed[pos], np.nan)

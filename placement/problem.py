@@ -72,6 +72,8 @@ class Problem:
     # jobs
     job_ids: np.ndarray  # object (str)
     job_kind: np.ndarray  # int8: 0 training, 1 inference
+    tenant_names: list[str]
+    job_tenant: np.ndarray  # int32 index into tenant_names
     job_priority: np.ndarray  # int64
     job_tier: np.ndarray  # int64, dense rank of priority (0 = lowest)
     job_units: np.ndarray  # int64: 1 for training, replicas for inference
@@ -186,6 +188,9 @@ def compile_problem(
     kw_override = pc.fill_null(col("kw_per_gpu"), 0.0).to_numpy().astype(np.float64)
     mig = col("migration_cost_usd").to_numpy().astype(np.float64)
 
+    tenant_enc = col("tenant").combine_chunks().dictionary_encode()
+    tenant_names = [str(x) for x in tenant_enc.dictionary.to_pylist()]
+    tenant_codes = tenant_enc.indices.to_numpy(zero_copy_only=False).astype(np.int32)
     current_pool = _current_pools(jobs, site_index, type_index, pool_of)
 
     # Eligibility classes: unique combinations of the class key columns.
@@ -246,6 +251,8 @@ def compile_problem(
         pool_kw_per_gpu=np.asarray(pool_kw, np.float64),
         job_ids=col("id").to_numpy(zero_copy_only=False),
         job_kind=kind,
+        tenant_names=tenant_names,
+        job_tenant=tenant_codes,
         job_priority=priority,
         job_tier=tier.reshape(-1).astype(np.int64),
         job_units=units,

@@ -7,6 +7,11 @@ from enum import IntEnum
 
 import numpy as np
 
+from placement.kernels.reference import candidate_speed, unit_terms
+from placement.problem import Problem
+
+TERMS = ("value", "energy", "carbon", "pair", "migration")
+
 
 class Reason(IntEnum):
     """Why a job is unplaced (PLACED for a placed job)."""
@@ -58,3 +63,22 @@ class Solution:
     def placed(self) -> np.ndarray:
         """Boolean mask of placed jobs."""
         return self.reason == Reason.PLACED
+
+
+def solution_terms(problem: Problem, solution: Solution) -> dict[str, np.ndarray]:
+    """Per-row objective terms ($/h, all units of the row), power (MW) and whether it is a move."""
+    P, S = problem, solution
+    j, p, u = S.row_job, S.row_pool, S.row_units.astype(np.float64)
+    t = unit_terms(P, j, p, candidate_speed(P, j, p))
+    out = {k: t[k] * u for k in (*TERMS, "it_mw", "mw")}
+    out["net"] = out["value"] - out["energy"] - out["carbon"] - out["pair"] - out["migration"]
+    out["moved"] = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
+    return out
+
+
+def tier_objectives(problem: Problem, solution: Solution) -> np.ndarray:
+    """Net objective per tier, highest tier first: compare plans lexicographically with this."""
+    net = solution_terms(problem, solution)["net"]
+    n_tiers = int(problem.job_tier.max()) + 1 if problem.n_jobs else 0
+    by_tier = np.bincount(problem.job_tier[solution.row_job], weights=net, minlength=n_tiers)
+    return by_tier[::-1]

@@ -1,0 +1,62 @@
+"""The library entry points: ``solve`` a portfolio's jobs into a validated ``Plan``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import pyarrow as pa
+
+from placement.errors import InvalidPlanError
+from placement.kernels import kernels_for
+from placement.model import Portfolio, SolveOptions
+from placement.plan import Plan, build_plan
+from placement.problem import compile_problem
+from placement.solvers.pipeline import Progress, run_pipeline
+from placement.validate import validate_plan
+
+log = logging.getLogger("placement")
+
+# The validator's code for a required job left unplaced: an infeasible input, not a solver bug.
+REQUIRED_UNPLACED = "required_unplaced"
+
+
+def input_digest(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None) -> str:
+    """SHA-256 over the canonical portfolio JSON and the jobs/pairs tables (Arrow IPC)."""
+    h = hashlib.sha256(portfolio.model_dump_json().encode())
+    for table in (jobs, pairs):
+        if table is not None:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            h.update(sink.getvalue())
+    return h.hexdigest()
+
+
+def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
+          options: SolveOptions | None = None, *, on_progress: Progress | None = None) -> Plan:
+    """Compile, solve and validate. ``jobs``/``pairs`` are validated tables (``read_jobs``).
+
+    Raises ``InvalidPlanError`` if the solver broke a hard constraint (a bug). A required job
+    that cannot be placed is not an error here: the plan's summary has status ``infeasible``
+    and lists it under ``required_unplaced``.
+    """
+    options = options or portfolio.solve
+    start = time.monotonic()
+    problem = compile_problem(portfolio, jobs, pairs, options)
+    kernels = kernels_for(problem, options.backend)
+    solution = run_pipeline(problem, options, kernels, on_progress=on_progress)
+    plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=options.seed,
+                      input_sha256=input_digest(portfolio, jobs, pairs))
+    violations = validate_plan(portfolio, jobs, plan.table, pairs, options)
+    bugs = [v for v in violations if v.kind != REQUIRED_UNPLACED]
+    if bugs:
+        raise InvalidPlanError(f"solver '{solution.solver}' produced an invalid plan (a bug): "
+                               + "; ".join(v.message for v in bugs[:10]))
+    required = sorted(v.job_id for v in violations if v.kind == REQUIRED_UNPLACED)
+    if required:
+        plan.summary["status"] = "infeasible"
+    plan.summary["required_unplaced"] = required
+    plan.summary["seconds"] = time.monotonic() - start
+    return plan

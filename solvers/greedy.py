@@ -1,0 +1,170 @@
+"""Greedy filter -> score -> bind, one job at a time: the baseline every other solver must beat.
+
+This is what a kube-scheduler-style loop does: jobs in order (required first, then priority
+tier, then value per GPU), each bound to its best-scoring eligible pool with room. Scores come
+from the kernels in batches; a job whose batch-time best no longer fits (earlier jobs in the
+batch took the room) is re-scored alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from placement.kernels import Kernels
+from placement.kernels.reference import candidate_speed, unit_terms
+from placement.model import SolveOptions
+from placement.problem import MW_TOLERANCE, Problem
+from placement.solution import Reason, Solution
+from placement.solvers.reasons import explain_unplaced
+
+BATCH_JOBS = 4096
+TOPK_FOR_SERVICES = 64
+
+
+def greedy_order(problem: Problem) -> np.ndarray:
+    """Required first, then higher tier, then higher value per GPU, then lower index."""
+    P = problem
+    density = P.job_value_unit / np.maximum(P.job_gpus_unit, 1)
+    return np.lexsort((np.arange(P.n_jobs), -density, -P.job_tier, ~P.job_required)).astype(np.int64)
+
+
+class _State:
+    """Residual capacity, migration budget left, and what is bound so far."""
+
+    def __init__(self, P: Problem):
+        self.P = P
+        self.gpus = P.pool_gpus.astype(np.int64).copy()
+        self.mw = P.site_cap_mw.astype(np.float64).copy()
+        self.moves_left = P.max_moves
+        self.usd_left = P.max_migration_usd
+        self.bound: dict[int, dict[int, int]] = {}
+
+    def unit_mw(self, j: int, pools: np.ndarray) -> np.ndarray:
+        jj = np.full(len(pools), j, np.int64)
+        return unit_terms(self.P, jj, pools, candidate_speed(self.P, jj, pools))["mw"]
+
+    def fits(self, j: int, p: int, units: int, mw_unit: float) -> bool:
+        s = self.P.pool_site[p]
+        return (units * self.P.job_gpus_unit[j] <= self.gpus[p]
+                and units * mw_unit <= self.mw[s] + MW_TOLERANCE)
+
+    def migration_ok(self, j: int, take: dict[int, int]) -> bool:
+        cur = self.P.job_current_pool[j]
+        away = sum(u for p, u in take.items() if p != cur) if cur >= 0 else 0
+        return away == 0 or (self.moves_left >= 1 and away * self.P.job_migration_usd[j] <= self.usd_left + 1e-9)
+
+    def bind(self, j: int, take: dict[int, int], mw_unit: dict[int, float]) -> None:
+        P = self.P
+        for p, u in take.items():
+            self.gpus[p] -= u * P.job_gpus_unit[j]
+            self.mw[P.pool_site[p]] -= u * mw_unit[p]
+        cur = P.job_current_pool[j]
+        away = sum(u for p, u in take.items() if p != cur) if cur >= 0 else 0
+        if away:
+            self.moves_left -= 1
+            self.usd_left -= away * P.job_migration_usd[j]
+        self.bound[j] = take
+
+
+def solve_greedy(problem: Problem, options: SolveOptions, kernels: Kernels,
+                 deadline: float | None = None) -> Solution:
+    """Greedy plan under ``deadline`` (``time.monotonic()`` value); never violates a hard constraint."""
+    P = problem
+    state = _State(P)
+    zero_s, zero_p = np.zeros(P.n_sites), np.zeros(P.n_pools)
+    reason = np.full(P.n_jobs, Reason.OUT_VALUED, np.int8)
+    explain = np.zeros(P.n_jobs, bool)  # unplaced jobs whose reason the shared judge decides
+    order = greedy_order(P)
+    order = order[P.job_filter[order] == 0]
+    explain[P.job_filter != 0] = True
+    for start in range(0, len(order), BATCH_JOBS):
+        if deadline is not None and time.monotonic() > deadline:
+            reason[order[start:]] = Reason.TIME_LIMIT
+            break
+        batch = order[start:start + BATCH_JOBS]
+        train = batch[P.job_kind[batch] == 0]
+        best_pool = dict(zip(train.tolist(), kernels.best_candidate(
+            train, state.gpus, state.mw, zero_s, zero_p)[0].tolist()))
+        for j in batch.tolist():
+            if P.job_kind[j] == 0:
+                ok = _bind_training(state, kernels, j, best_pool[j], zero_s, zero_p, reason)
+            else:
+                ok = _bind_service(state, kernels, j, zero_s, zero_p, reason)
+            explain[j] = not ok and reason[j] == Reason.OUT_VALUED
+    unplaced = np.flatnonzero(explain)
+    reason[unplaced] = explain_unplaced(P, kernels, unplaced)
+    return Solution.from_pool_units(state.bound, P.n_jobs, reason, solver="greedy", backend=kernels.name)
+
+
+def _bind_training(state: _State, kernels: Kernels, j: int, p: int, zero_s, zero_p, reason) -> bool:
+    P = state.P
+    if p >= 0 and not state.fits(j, p, 1, state.unit_mw(j, np.array([p]))[0]):
+        p = int(kernels.best_candidate(np.array([j]), state.gpus, state.mw, zero_s, zero_p)[0][0])
+    if p < 0:
+        return False
+    mw = state.unit_mw(j, np.array([p]))[0]
+    if not state.migration_ok(j, {p: 1}):
+        cur = int(P.job_current_pool[j])
+        cur_pools, _ = P.candidates(j)
+        if cur in cur_pools and state.fits(j, cur, 1, state.unit_mw(j, np.array([cur]))[0]):
+            p, mw = cur, state.unit_mw(j, np.array([cur]))[0]
+        else:
+            reason[j] = Reason.MIGRATION_BUDGET
+            return False
+    jj, pp = np.array([j]), np.array([p])
+    t = unit_terms(P, jj, pp, candidate_speed(P, jj, pp))
+    net = t["value"][0] - t["energy"][0] - t["carbon"][0] - t["pair"][0] - t["migration"][0]
+    if net <= 0 and not P.job_required[j]:
+        reason[j] = Reason.NOT_PROFITABLE
+        return False
+    state.bind(j, {p: 1}, {p: mw})
+    return True
+
+
+def _bind_service(state: _State, kernels: Kernels, j: int, zero_s, zero_p, reason) -> bool:
+    """Fill replicas over the best pools, keeping enough replicas back to reach min_sites."""
+    P = state.P
+    pools, scores = kernels.topk(np.array([j]), state.gpus, state.mw, zero_s, zero_p, TOPK_FOR_SERVICES)
+    ok = pools[0] >= 0
+    pools, scores = pools[0][ok], scores[0][ok]
+    if len(pools) == 0:
+        return False
+    mw_unit = dict(zip(pools.tolist(), state.unit_mw(j, pools).tolist()))
+    units, g = int(P.job_units[j]), int(P.job_gpus_unit[j])
+    need_sites = int(P.job_min_sites[j])
+    per_site: dict[int, int] = {}
+    take: dict[int, int] = {}
+    left, net = units, 0.0
+    site_mw = state.mw.copy()
+    for p, score in zip(pools.tolist(), scores.tolist()):
+        if left == 0:
+            break
+        s = int(P.pool_site[p])
+        new_site = s not in per_site
+        sites_after = len(per_site) + (1 if new_site else 0)
+        # Leave one replica for each site still needed after this one.
+        cap = min(left - max(need_sites - sites_after, 0),
+                  int(P.job_max_units_per_site[j]) - per_site.get(s, 0),
+                  int(state.gpus[p] // g),
+                  int((site_mw[s] + MW_TOLERANCE) // mw_unit[p]) if mw_unit[p] > 0 else left)
+        if cap <= 0:
+            continue
+        take[p] = cap
+        per_site[s] = per_site.get(s, 0) + cap
+        site_mw[s] -= cap * mw_unit[p]
+        left -= cap
+        net += cap * score
+    if left > 0 or len(per_site) < need_sites:
+        if sum(min(int(P.job_max_units_per_site[j]), int(state.gpus[p] // g)) for p in pools) >= units:
+            reason[j] = Reason.SPREAD
+        return False
+    if not state.migration_ok(j, take):
+        reason[j] = Reason.MIGRATION_BUDGET
+        return False
+    if net <= 0 and not P.job_required[j]:
+        reason[j] = Reason.NOT_PROFITABLE
+        return False
+    state.bind(j, take, mw_unit)
+    return True
