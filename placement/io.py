@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +40,20 @@ def read_table(path: str | Path, columns: tuple[Column, ...]) -> tuple[pa.Table,
             opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
             return pacsv.read_csv(path, convert_options=opts), 2
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(str(path), [("", f"cannot read {suffix[1:]} table: {str(exc).splitlines()[0]}")]) from None
+        raise InputError(str(path), [(_csv_column(path, str(exc)), f"cannot read {suffix[1:]} table: "
+                                      f"{str(exc).splitlines()[0]}")]) from None
     raise InputError(str(path), [("", f"unknown extension '{suffix}': expected one of {', '.join(TABLE_SUFFIXES)}")])
+
+
+def _csv_column(path: Path, message: str) -> str:
+    """Name the column of a CSV conversion error ("In CSV column #1: ...") from the header."""
+    match = re.search(r"CSV column #(\d+)", message)
+    if not match or path.suffix.lower() != ".csv":
+        return ""
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    k = int(match.group(1))
+    return f"column '{header[k]}'" if k < len(header) else ""
 
 
 def read_jobs(path: str | Path, portfolio: Portfolio) -> pa.Table:

@@ -1,0 +1,1 @@
+"""Solvers: each takes a compiled ``Problem`` and options and returns a ``Solution``."""
