@@ -18,6 +18,7 @@ leading period axis to exactly these arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -353,9 +354,11 @@ def _compile_pairs(pairs: pa.Table | None, jobs: pa.Table, n: int, site_index: d
     rows_j_a = np.asarray(rows_j, np.int64)
     rows_p_a = np.asarray(rows_p, np.int64)
     rows_i_a = np.asarray(rows_i, np.int64)
-    order = np.lexsort((rows_i_a, rows_p_a, rows_j_a))
+    typed = np.array([bool(gtype[i]) for i in rows_i_a], bool)
+    order = np.lexsort((rows_i_a, typed, rows_p_a, rows_j_a))
     rows_j_a, rows_p_a, rows_i_a = rows_j_a[order], rows_p_a[order], rows_i_a[order]
-    # One entry per (job, pool): a later, more specific row wins over an earlier one.
+    # One entry per (job, pool): a row naming the GPU type wins over a site-wide row; among
+    # rows equally specific, the later one wins.
     last = np.ones(len(rows_j_a), bool)
     last[:-1] = (rows_j_a[1:] != rows_j_a[:-1]) | (rows_p_a[1:] != rows_p_a[:-1])
     rows_j_a, rows_p_a, rows_i_a = rows_j_a[last], rows_p_a[last], rows_i_a[last]
@@ -380,3 +383,34 @@ def _per_job_filters(job_filter, pinned, current_pool, job_class, class_ptr, cla
         banned = set(pair_pool[sl][pair_forbidden[sl]].tolist())
         if banned.issuperset(pools.tolist()):
             job_filter[j] = Filter.FORBIDDEN
+
+
+def subproblem(problem: Problem, jobs: np.ndarray, pool_gpus: np.ndarray, site_cap_mw: np.ndarray,
+               max_moves: int | None = None, max_migration_usd: float | None = None) -> Problem:
+    """The same problem restricted to ``jobs`` (sorted indices) with the given capacities.
+
+    Large-neighbourhood search frees some jobs, fixes the rest, and hands this to an exact
+    solver: capacities are what the fixed jobs leave, the migration budget what they leave.
+    """
+    P = problem
+    jobs = np.asarray(jobs, np.int64)
+    lo, hi = P.pair_ptr[jobs], P.pair_ptr[jobs + 1]
+    counts = hi - lo
+    idx = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+    per_job = {name: getattr(P, name)[jobs] for name in vars(P)
+               if name.startswith("job_") and name != "job_ids"}
+    return dataclasses.replace(
+        P,
+        job_ids=P.job_ids[jobs],
+        **per_job,
+        pool_gpus=np.asarray(pool_gpus, np.int64),
+        site_cap_mw=np.asarray(site_cap_mw, np.float64),
+        pair_ptr=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+        pair_pool=P.pair_pool[idx],
+        pair_extra_usd_per_hour=P.pair_extra_usd_per_hour[idx],
+        pair_it_mw=P.pair_it_mw[idx],
+        pair_forbidden=P.pair_forbidden[idx],
+        max_moves=P.max_moves if max_moves is None else int(max_moves),
+        max_migration_usd=P.max_migration_usd if max_migration_usd is None else float(max_migration_usd),
+        meta={**P.meta, "parent_jobs": jobs},
+    )
