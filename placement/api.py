@@ -19,7 +19,7 @@ from placement.validate import validate_plan
 log = logging.getLogger("placement")
 
 # The validator's code for a required job left unplaced: an infeasible input, not a solver bug.
-REQUIRED_UNPLACED = "required_unplaced"
+REQUIRED_UNPLACED = "required"
 
 
 def input_digest(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None) -> str:

@@ -21,7 +21,7 @@ from placement.errors import BackendUnavailableError, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class BackendChoice(str, Enum):
