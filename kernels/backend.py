@@ -39,6 +39,16 @@ class Kernels(Protocol):
         """Per job: up to k best fitting pools, best first (padded -1 / -inf)."""
         ...
 
+    def evaluate_moves(self, job_pool: np.ndarray, residual_gpus: np.ndarray, residual_mw: np.ndarray,
+                       move_job: np.ndarray, move_to_pool: np.ndarray, swap_a: np.ndarray,
+                       swap_b: np.ndarray, site_price: np.ndarray | None = None,
+                       pool_price: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per move (relocations, then swaps): objective delta ($/h) and feasibility.
+
+        Contract: ``reference.evaluate_moves`` (training jobs only; net delta unless prices given).
+        """
+        ...
+
 
 @functools.cache
 def gpu_status() -> tuple[bool, str]:
@@ -97,3 +107,8 @@ class ReferenceKernels:
 
     def topk(self, jobs, residual_gpus, residual_mw, site_price, pool_price, k):
         return reference.topk_candidates(self.problem, jobs, residual_gpus, residual_mw, site_price, pool_price, k)
+
+    def evaluate_moves(self, job_pool, residual_gpus, residual_mw, move_job, move_to_pool, swap_a, swap_b,
+                       site_price=None, pool_price=None):
+        return reference.evaluate_moves(self.problem, job_pool, residual_gpus, residual_mw, move_job,
+                                        move_to_pool, swap_a, swap_b, site_price, pool_price)

@@ -160,3 +160,108 @@ def candidate_speed(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
     if len(keys) == 0:
         return np.full(len(j), np.nan)
     return np.where(keys[pos] == want, P.class_speed[pos], np.nan)
+
+
+def evaluate_moves(P: Problem, job_pool: np.ndarray, residual_gpus: np.ndarray, residual_mw: np.ndarray,
+                   move_job: np.ndarray, move_to_pool: np.ndarray, swap_a: np.ndarray, swap_b: np.ndarray,
+                   site_price: np.ndarray | None = None, pool_price: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Objective delta and feasibility of a batch of relocations and swaps of training jobs.
+
+    Inputs:
+
+    - ``job_pool`` (int64, one per job): the pool each *training* job is on, -1 unplaced. Entries
+      of inference services are ignored: their replicas are already in the residuals and this
+      kernel never moves them (a move naming one is undefined, below).
+    - ``residual_gpus`` [pools], ``residual_mw`` [sites, facility MW]: capacity left after the
+      current assignment of everything (training and inference).
+    - relocations ``move_job[i] → move_to_pool[i]`` (-1 = unplace); swaps ``swap_a[i] ↔ swap_b[i]``:
+      a takes b's pool and b takes a's (one of them may be unplaced: a replacement).
+    - ``site_price``/``pool_price``: optional duals λ, μ. None (default): the *net* delta below;
+      given: the reduced delta, which also subtracts λ[site]·MW and μ[pool]·GPUs of each placement.
+
+    Outputs, relocations first then swaps, one entry per move:
+
+    - ``delta`` ($/h): Σ net(after) − Σ net(before) over the jobs the move changes, where a placed
+      training job's net = value·speed − energy − carbon − pair − migration (``unit_terms``; the
+      migration term applies when the pool differs from ``job_current_pool``) and unplaced = 0.
+      NaN where undefined: an inference service, a pool index outside [-1, pools), or an old or
+      new pool outside the job's class list. A no-op (same pool, ``a == b``) is 0.
+    - ``feasible``: every new pool is eligible exactly as in ``score_candidates`` (class list, gang
+      size, forbidden pair, pinned, job filter) — unplacing is allowed unless the job is required
+      or pinned — and at every target pool and site, what arrives minus what leaves (the moving
+      jobs' own GPUs and MW count as freed) fits the residual: GPUs ≤ residual, MW ≤ residual +
+      ``MW_TOLERANCE``. No-ops are feasible; undefined moves are not.
+
+    Not checked here (global, not per move): the migration budget and inference spread.
+    """
+    n_pools = P.n_pools
+    job_pool = np.asarray(job_pool, np.int64)
+    move_job, move_to_pool = np.asarray(move_job, np.int64), np.asarray(move_to_pool, np.int64)
+    swap_a, swap_b = np.asarray(swap_a, np.int64), np.asarray(swap_b, np.int64)
+    sp = np.zeros(P.n_sites) if site_price is None else np.asarray(site_price, np.float64)
+    pp = np.zeros(n_pools) if pool_price is None else np.asarray(pool_price, np.float64)
+    a = np.concatenate((move_job, swap_a))
+    b = np.concatenate((np.full(len(move_job), -1, np.int64), swap_b))
+    has_b = b >= 0
+    bb = np.maximum(b, 0)
+    old_a = job_pool[a]
+    old_b = np.where(has_b, job_pool[bb], -1)
+    new_a = np.concatenate((move_to_pool, job_pool[swap_b]))
+    new_b = np.where(has_b, old_a, -1)
+
+    def at(j: np.ndarray, p: np.ndarray):
+        """(undefined, allowed, score, MW, site) of job j at pool p; p = -1 scores 0 and may be allowed."""
+        in_range = (p >= -1) & (p < n_pools)
+        placed = in_range & (p >= 0)
+        pc = np.where(placed, p, 0)
+        speed = candidate_speed(P, j, pc) if n_pools else np.full(len(j), np.nan)
+        undefined = ~in_range | (placed & np.isnan(speed))
+        if n_pools == 0:
+            z = np.zeros(len(j))
+            return undefined, ~placed & ~P.job_required[j] & ~P.job_pinned[j], z, z, np.full(len(j), -1)
+        t = unit_terms(P, j, pc, np.nan_to_num(speed))
+        s = P.pool_site[pc]
+        gpus = P.job_gpus_unit[j]
+        score = (t["value"] - t["energy"] - t["carbon"] - t["pair"] - t["migration"]
+                 - t["mw"] * sp[s] - pp[pc] * gpus)
+        ok_placed = (((P.job_kind[j] == 1) | (gpus <= P.site_max_gang[s])) & ~t["forbidden"]
+                     & (~P.job_pinned[j] | (pc == P.job_current_pool[j])) & (P.job_filter[j] == 0))
+        allowed = np.where(placed, ok_placed, ~P.job_required[j] & ~P.job_pinned[j])
+        return (undefined, allowed, np.where(placed, score, 0.0), np.where(placed, t["mw"], 0.0),
+                np.where(placed, s, -1))
+
+    u_old_a, _, sc_old_a, mw_old_a, s_old_a = at(a, old_a)
+    u_new_a, ok_a, sc_new_a, mw_new_a, s_new_a = at(a, new_a)
+    u_old_b, _, sc_old_b, mw_old_b, s_old_b = at(bb, old_b)
+    u_new_b, ok_b, sc_new_b, mw_new_b, s_new_b = at(bb, new_b)
+    zero_b = ~has_b
+    for arr in (sc_old_b, mw_old_b, sc_new_b, mw_new_b):
+        arr[zero_b] = 0.0
+    ok_b = ok_b | zero_b
+    undefined = (u_old_a | u_new_a | (has_b & (u_old_b | u_new_b))
+                 | (P.job_kind[a] != 0) | (has_b & (P.job_kind[bb] != 0)))
+    delta = (sc_new_a + sc_new_b) - (sc_old_a + sc_old_b)
+
+    ga = P.job_gpus_unit[a]
+    gb = np.where(has_b, P.job_gpus_unit[bb], 0)
+    cap_ok = np.ones(len(a), bool)
+    for x, sx in ((new_a, s_new_a), (new_b, s_new_b)):
+        tgt = x >= 0
+        xc = np.where(tgt, x, 0)
+        used = ga * (new_a == x) + gb * (new_b == x)
+        freed = ga * (old_a == x) + gb * (old_b == x)
+        gpu_ok = used - freed <= (residual_gpus[xc] if n_pools else 0)
+        used_mw = mw_new_a * (s_new_a == sx) + mw_new_b * (s_new_b == sx)
+        freed_mw = mw_old_a * (s_old_a == sx) + mw_old_b * (s_old_b == sx)
+        mw_ok = used_mw - freed_mw <= np.asarray(residual_mw, np.float64)[np.maximum(sx, 0)] + MW_TOLERANCE \
+            if P.n_sites else np.zeros(len(a), bool)
+        cap_ok &= ~tgt | (gpu_ok & mw_ok)
+    feasible = ok_a & ok_b & cap_ok
+    noop = ((new_a == old_a) & (new_b == old_b)) | (a == b)
+    inference = (P.job_kind[a] != 0) | (has_b & (P.job_kind[bb] != 0))
+    delta = np.where(noop, 0.0, delta)
+    feasible = np.where(noop, True, feasible)
+    delta = np.where(undefined & ~(noop & ~inference), np.nan, delta)
+    feasible = np.where(undefined & ~(noop & ~inference), False, feasible)
+    return delta, feasible

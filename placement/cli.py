@@ -151,7 +151,7 @@ def generate(
     family: Annotated[str, typer.Argument(help="neocloud | frontier | inference | power-bound | gpu-bound")],
     n_jobs: Annotated[int, typer.Option("--jobs", min=1, help="number of jobs")],
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")],
-    n_sites: Annotated[int, typer.Option("--sites", min=1, help="number of sites")] = 20,
+    n_sites: Annotated[int, typer.Option("--sites", min=1, help="number of sites (ignored with --portfolio)")] = 20,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     portfolio: Annotated[Optional[Path], typer.Option("--portfolio", help="use this config's sites instead of synthetic ones")] = None,
 ) -> None:
