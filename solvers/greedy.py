@@ -23,27 +23,34 @@ BATCH_JOBS = 4096
 TOPK_FOR_SERVICES = 64
 
 
-def greedy_order(problem: Problem) -> np.ndarray:
-    """Required first, then higher tier, then higher value per GPU, then lower index."""
+def greedy_order(problem: Problem, density: np.ndarray | None = None) -> np.ndarray:
+    """Required first, then higher tier, then higher ``density`` (default value per GPU), then index."""
     P = problem
-    density = P.job_value_unit / np.maximum(P.job_gpus_unit, 1)
+    if density is None:
+        density = P.job_value_unit / np.maximum(P.job_gpus_unit, 1)
     return np.lexsort((np.arange(P.n_jobs), -density, -P.job_tier, ~P.job_required)).astype(np.int64)
 
 
 class _State:
     """Residual capacity, migration budget left, and what is bound so far."""
 
-    def __init__(self, P: Problem):
+    def __init__(self, P: Problem, site_price: np.ndarray | None, pool_price: np.ndarray | None):
         self.P = P
+        self.lam = np.zeros(P.n_sites) if site_price is None else np.asarray(site_price, np.float64)
+        self.mu = np.zeros(P.n_pools) if pool_price is None else np.asarray(pool_price, np.float64)
         self.gpus = P.pool_gpus.astype(np.int64).copy()
         self.mw = P.site_cap_mw.astype(np.float64).copy()
         self.moves_left = P.max_moves
         self.usd_left = P.max_migration_usd
         self.bound: dict[int, dict[int, int]] = {}
 
-    def unit_mw(self, j: int, pools: np.ndarray) -> np.ndarray:
-        jj = np.full(len(pools), j, np.int64)
-        return unit_terms(self.P, jj, pools, candidate_speed(self.P, jj, pools))["mw"]
+    def unit_mw(self, j: int, p: int) -> float:
+        return self.P.unit_it_mw(j, p) * float(self.P.site_pue[self.P.pool_site[p]])
+
+    def net(self, j: int, p: int, score: float) -> float:
+        """True net $/h of a unit from its reduced score (prices added back)."""
+        P = self.P
+        return score + self.lam[P.pool_site[p]] * self.unit_mw(j, p) + self.mu[p] * P.job_gpus_unit[j]
 
     def fits(self, j: int, p: int, units: int, mw_unit: float) -> bool:
         s = self.P.pool_site[p]
@@ -68,15 +75,23 @@ class _State:
         self.bound[j] = take
 
 
-def solve_greedy(problem: Problem, options: SolveOptions, kernels: Kernels,
-                 deadline: float | None = None) -> Solution:
-    """Greedy plan under ``deadline`` (``time.monotonic()`` value); never violates a hard constraint."""
+def solve_greedy(problem: Problem, options: SolveOptions, kernels: Kernels, deadline: float | None = None,
+                 site_price: np.ndarray | None = None, pool_price: np.ndarray | None = None) -> Solution:
+    """Greedy plan under ``deadline`` (``time.monotonic()`` value); never violates a hard constraint.
+
+    With dual prices ($/MWh per site, $/GPU-h per pool, e.g. from the LP) jobs are ordered by
+    reduced score per GPU and each goes to its best *reduced* pool, steering work away from
+    sites whose power is worth more to others; profitability is still judged on true net value.
+    """
     P = problem
-    state = _State(P)
-    zero_s, zero_p = np.zeros(P.n_sites), np.zeros(P.n_pools)
+    state = _State(P, site_price, pool_price)
     reason = np.full(P.n_jobs, Reason.OUT_VALUED, np.int8)
     explain = np.zeros(P.n_jobs, bool)  # unplaced jobs whose reason the shared judge decides
-    order = greedy_order(P)
+    density = None
+    if site_price is not None or pool_price is not None:
+        _, reduced, _ = kernels.best_candidate(np.arange(P.n_jobs), P.pool_gpus, P.site_cap_mw, state.lam, state.mu)
+        density = np.where(np.isfinite(reduced), reduced, -1e18) / np.maximum(P.job_gpus_unit, 1)
+    order = greedy_order(P, density)
     order = order[P.job_filter[order] == 0]
     explain[P.job_filter != 0] = True
     for start in range(0, len(order), BATCH_JOBS):
@@ -85,53 +100,53 @@ def solve_greedy(problem: Problem, options: SolveOptions, kernels: Kernels,
             break
         batch = order[start:start + BATCH_JOBS]
         train = batch[P.job_kind[batch] == 0]
-        best_pool = dict(zip(train.tolist(), kernels.best_candidate(
-            train, state.gpus, state.mw, zero_s, zero_p)[0].tolist()))
+        pools, scores, _ = kernels.best_candidate(train, state.gpus, state.mw, state.lam, state.mu)
+        best = dict(zip(train.tolist(), zip(pools.tolist(), scores.tolist())))
         for j in batch.tolist():
             if P.job_kind[j] == 0:
-                ok = _bind_training(state, kernels, j, best_pool[j], zero_s, zero_p, reason)
+                ok = _bind_training(state, kernels, j, *best[j], reason)
             else:
-                ok = _bind_service(state, kernels, j, zero_s, zero_p, reason)
+                ok = _bind_service(state, kernels, j, reason)
             explain[j] = not ok and reason[j] == Reason.OUT_VALUED
     unplaced = np.flatnonzero(explain)
     reason[unplaced] = explain_unplaced(P, kernels, unplaced)
     return Solution.from_pool_units(state.bound, P.n_jobs, reason, solver="greedy", backend=kernels.name)
 
 
-def _bind_training(state: _State, kernels: Kernels, j: int, p: int, zero_s, zero_p, reason) -> bool:
+def _bind_training(state: _State, kernels: Kernels, j: int, p: int, score: float, reason) -> bool:
+    """Bind a gang to its best pool (re-scored if taken meanwhile); ``score`` is its reduced score."""
     P = state.P
-    if p >= 0 and not state.fits(j, p, 1, state.unit_mw(j, np.array([p]))[0]):
-        p = int(kernels.best_candidate(np.array([j]), state.gpus, state.mw, zero_s, zero_p)[0][0])
+    if p >= 0 and not state.fits(j, p, 1, state.unit_mw(j, p)):
+        pools, scores, _ = kernels.best_candidate(np.array([j]), state.gpus, state.mw, state.lam, state.mu)
+        p, score = int(pools[0]), float(scores[0])
     if p < 0:
         return False
-    mw = state.unit_mw(j, np.array([p]))[0]
+    net = state.net(j, p, score)
     if not state.migration_ok(j, {p: 1}):
-        cur = int(P.job_current_pool[j])
+        p = int(P.job_current_pool[j])  # the budget is spent: staying put is the only option
         cur_pools, _ = P.candidates(j)
-        if cur in cur_pools and state.fits(j, cur, 1, state.unit_mw(j, np.array([cur]))[0]):
-            p, mw = cur, state.unit_mw(j, np.array([cur]))[0]
-        else:
+        if p not in cur_pools or not state.fits(j, p, 1, state.unit_mw(j, p)):
             reason[j] = Reason.MIGRATION_BUDGET
             return False
-    jj, pp = np.array([j]), np.array([p])
-    t = unit_terms(P, jj, pp, candidate_speed(P, jj, pp))
-    net = t["value"][0] - t["energy"][0] - t["carbon"][0] - t["pair"][0] - t["migration"][0]
+        jj, pp = np.array([j]), np.array([p])
+        t = unit_terms(P, jj, pp, candidate_speed(P, jj, pp))
+        net = float(t["value"][0] - t["energy"][0] - t["carbon"][0] - t["pair"][0] - t["migration"][0])
     if net <= 0 and not P.job_required[j]:
         reason[j] = Reason.NOT_PROFITABLE
         return False
-    state.bind(j, {p: 1}, {p: mw})
+    state.bind(j, {p: 1}, {p: state.unit_mw(j, p)})
     return True
 
 
-def _bind_service(state: _State, kernels: Kernels, j: int, zero_s, zero_p, reason) -> bool:
+def _bind_service(state: _State, kernels: Kernels, j: int, reason) -> bool:
     """Fill replicas over the best pools, keeping enough replicas back to reach min_sites."""
     P = state.P
-    pools, scores = kernels.topk(np.array([j]), state.gpus, state.mw, zero_s, zero_p, TOPK_FOR_SERVICES)
+    pools, scores = kernels.topk(np.array([j]), state.gpus, state.mw, state.lam, state.mu, TOPK_FOR_SERVICES)
     ok = pools[0] >= 0
     pools, scores = pools[0][ok], scores[0][ok]
     if len(pools) == 0:
         return False
-    mw_unit = dict(zip(pools.tolist(), state.unit_mw(j, pools).tolist()))
+    mw_unit = {p: state.unit_mw(j, p) for p in pools.tolist()}
     units, g = int(P.job_units[j]), int(P.job_gpus_unit[j])
     need_sites = int(P.job_min_sites[j])
     per_site: dict[int, int] = {}
@@ -155,7 +170,7 @@ def _bind_service(state: _State, kernels: Kernels, j: int, zero_s, zero_p, reaso
         per_site[s] = per_site.get(s, 0) + cap
         site_mw[s] -= cap * mw_unit[p]
         left -= cap
-        net += cap * score
+        net += cap * state.net(j, p, score)
     if left > 0 or len(per_site) < need_sites:
         if sum(min(int(P.job_max_units_per_site[j]), int(state.gpus[p] // g)) for p in pools) >= units:
             reason[j] = Reason.SPREAD

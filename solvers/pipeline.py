@@ -1,7 +1,12 @@
-"""The default pipeline: construct, then improve, anytime under one time limit.
+"""The default pipeline: construct, bound, improve, anytime under one time limit.
 
-``auto`` runs greedy, then the exact CP-SAT model hinted with it when the instance is small
-enough to prove; the best plan (compared tier by tier) and the best bound win.
+``auto``: greedy first (a valid plan within milliseconds); then, when the instance is small
+enough to prove, the exact CP-SAT model hinted with it. Otherwise, tier by tier from the
+highest: an LP by column generation over that tier's jobs and the capacity the higher tiers
+left gives dual prices, and a price-guided greedy places the tier; then large-neighbourhood
+search with the exact engine polishes the whole plan until the deadline. The full problem's LP
+(with the top tier held to what the plan gives it) supplies the bound and the shadow prices.
+A timeout or Ctrl-C returns the best plan found so far.
 """
 
 from __future__ import annotations
@@ -12,18 +17,23 @@ from collections.abc import Callable
 
 import numpy as np
 
-from placement.kernels import Kernels
+from placement.kernels import Kernels, kernels_for
 from placement.model import SolveOptions
-from placement.problem import Problem
-from placement.solution import Solution, tier_objectives
+from placement.problem import Problem, subproblem
+from placement.solution import Reason, Solution, solution_terms, tier_objectives
 from placement.solvers.bounds import relaxed_bound
 from placement.solvers.greedy import solve_greedy
+from placement.solvers.reasons import explain_unplaced
 
 log = logging.getLogger("placement")
 
-SOLVERS = ("auto", "greedy", "exact")
-# Above this many candidate (job, pool) pairs the exact model is not attempted by `auto`.
+SOLVERS = ("auto", "greedy", "exact", "price", "lns")
+# Above this many candidate (job, pool) pairs `auto` does not try to prove optimality.
 EXACT_MAX_CANDIDATES = 20_000
+# Share of the time limit the construction (tiered LP + price greedy) may use before LNS.
+CONSTRUCT_SHARE = 0.5
+# Reasons a solver states itself; every other unplaced job is judged again at the end.
+SOLVER_REASONS = (Reason.TIME_LIMIT, Reason.MIGRATION_BUDGET, Reason.SPREAD)
 
 Progress = Callable[[float, float], None]
 
@@ -34,13 +44,41 @@ def candidate_count(problem: Problem) -> int:
     return int(sizes[problem.job_class].sum())
 
 
-def better(problem: Problem, a: Solution, b: Solution) -> bool:
-    """True if plan ``a`` is lexicographically better than ``b`` by tier objective."""
-    ta, tb = tier_objectives(problem, a), tier_objectives(problem, b)
-    for x, y in zip(ta, tb):
-        if abs(x - y) > 1e-9 * max(1.0, abs(x), abs(y)):
+def lex_better(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if tier vector ``a`` (highest tier first) beats ``b`` beyond float noise."""
+    for x, y in zip(a, b):
+        if abs(x - y) > 1e-7 * max(1.0, abs(x), abs(y)):
             return bool(x > y)
     return False
+
+
+def better(problem: Problem, a: Solution, b: Solution) -> bool:
+    """True if plan ``a`` is lexicographically better than ``b`` by tier objective."""
+    return lex_better(tier_objectives(problem, a), tier_objectives(problem, b))
+
+
+class _Incumbent:
+    """Best plan and bound so far, reported to the progress callback as they improve."""
+
+    def __init__(self, problem: Problem, first: Solution, bound: float, on_progress: Progress | None):
+        self.P, self.best, self.bound, self.on_progress = problem, first, bound, on_progress
+        self.report()
+
+    def offer(self, candidate: Solution) -> bool:
+        if candidate.status == "infeasible" or not better(self.P, candidate, self.best):
+            return False
+        self.best = candidate
+        self.report()
+        return True
+
+    def tighten(self, bound: float) -> None:
+        if bound < self.bound:
+            self.bound = bound
+            self.report()
+
+    def report(self) -> None:
+        if self.on_progress:
+            self.on_progress(float(tier_objectives(self.P, self.best).sum()), self.bound)
 
 
 def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
@@ -48,25 +86,118 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     """Solve with ``options.solver`` under ``options.time_limit_s``; returns the best Solution."""
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
+    P = problem
     start = time.monotonic()
     deadline = start + options.time_limit_s
-    best = solve_greedy(problem, options, kernels, deadline=deadline)
-    bound = relaxed_bound(problem, kernels)
-    if on_progress:
-        on_progress(float(tier_objectives(problem, best).sum()), bound)
-    wants_exact = options.solver == "exact" or (
-        options.solver == "auto" and candidate_count(problem) <= EXACT_MAX_CANDIDATES)
-    if wants_exact and time.monotonic() < deadline:
-        from placement.solvers.exact import solve_exact  # noqa: PLC0415  (ortools import is slow)
-
-        remaining = options.model_copy(update={"time_limit_s": max(deadline - time.monotonic(), 0.1)})
-        exact = solve_exact(problem, remaining, hint=best, on_progress=on_progress)
-        bound = min(bound, exact.bound)
-        if exact.status == "infeasible":
-            best.status = "infeasible"  # a required job cannot be placed: keep what greedy placed
-        elif exact.status == "optimal" or better(problem, exact, best):
-            best = exact
-    best.bound = min(best.bound, bound)
+    inc = _Incumbent(P, solve_greedy(P, options, kernels, deadline=deadline), relaxed_bound(P, kernels),
+                     on_progress)
+    stages = ["greedy"]
+    try:
+        small = candidate_count(P) <= EXACT_MAX_CANDIDATES
+        if options.solver == "exact" or (options.solver == "auto" and small):
+            _exact(P, options, inc, deadline)
+            stages.append("exact")
+        elif options.solver in ("auto", "price", "lns"):
+            construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if options.solver != "price" else 1.0)
+            _tiered_price_greedy(P, options, kernels, inc, construct_by)
+            stages.append("price")
+            _full_lp_bound(P, options, kernels, inc, deadline)
+            stages.append("lp")
+            if options.solver != "price":
+                _lns(P, options, inc, deadline)
+                stages.append("lns")
+    except KeyboardInterrupt:
+        log.warning("interrupted: returning the best plan so far")
+        stages.append("interrupted")
+    best = inc.best
+    best.bound = min(best.bound, inc.bound)
     best.backend = kernels.name
-    best.stats.setdefault("seconds_solve", time.monotonic() - start)
+    if time.monotonic() > deadline and best.status == "optimal":
+        best.status = "feasible"
+    _re_explain(P, kernels, best)
+    best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start}
     return best
+
+
+def _exact(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) -> None:
+    from placement.solvers.exact import solve_exact  # noqa: PLC0415  (ortools import is slow)
+
+    remaining = options.model_copy(update={"time_limit_s": max(deadline - time.monotonic(), 0.1)})
+    exact = solve_exact(P, remaining, hint=inc.best)
+    inc.tighten(exact.bound)
+    if exact.status == "infeasible":
+        inc.best.status = "infeasible"  # a required job cannot be placed: keep the best plan found
+    elif exact.status == "optimal" or better(P, exact, inc.best):
+        inc.best = exact
+        inc.report()
+
+
+def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent,
+                         deadline: float) -> None:
+    """Place tiers from the highest, each by LP prices over the capacity the tiers above left.
+
+    Strict tiers mean a tier never pays for the next one's opportunity cost, so each tier gets
+    its own prices rather than sharing the whole problem's.
+    """
+    from placement.solvers.lp import lp_bound  # noqa: PLC0415
+
+    tiers = np.unique(P.job_tier)[::-1]
+    gpus, mw = P.pool_gpus.astype(np.int64).copy(), P.site_cap_mw.astype(np.float64).copy()
+    moves_left, usd_left = P.max_moves, P.max_migration_usd
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    reason = np.full(P.n_jobs, Reason.OUT_VALUED, np.int8)
+    for k, tier in enumerate(tiers):
+        jobs = np.flatnonzero(P.job_tier == tier)
+        sub = subproblem(P, jobs, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
+        sub_kernels = kernels_for(sub, kernels.name)
+        share = (deadline - time.monotonic()) / (len(tiers) - k)
+        plain = solve_greedy(sub, options, sub_kernels, deadline=deadline)
+        chosen = plain
+        if share > 0.05 and time.monotonic() < deadline:
+            lp = lp_bound(sub, sub_kernels, incumbent=plain, deadline=time.monotonic() + share * 0.8,
+                          threads=options.threads)
+            priced = solve_greedy(sub, options, sub_kernels, deadline=deadline,
+                                  site_price=lp.site_price, pool_price=lp.pool_price)
+            if better(sub, priced, plain):
+                chosen = priced
+        t = solution_terms(sub, chosen)
+        gpus -= np.bincount(chosen.row_pool, weights=chosen.row_units * sub.job_gpus_unit[chosen.row_job],
+                            minlength=P.n_pools).astype(np.int64)
+        mw = np.maximum(mw - np.bincount(P.pool_site[chosen.row_pool], weights=t["mw"], minlength=P.n_sites), 0.0)
+        moved = np.unique(chosen.row_job[t["moved"]])
+        moves_left -= len(moved)
+        usd_left -= float((chosen.row_units[t["moved"]] * sub.job_migration_usd[chosen.row_job[t["moved"]]]).sum())
+        rows.append((jobs[chosen.row_job], chosen.row_pool, chosen.row_units))
+        reason[jobs] = chosen.reason
+    job, pool, units = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in zip(*rows))
+    inc.offer(Solution(job, pool, units, reason, solver="price", backend=kernels.name))
+
+
+def _full_lp_bound(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent,
+                   deadline: float) -> None:
+    """The whole problem's LP bound and its duals (the shadow prices a planner reads)."""
+    from placement.solvers.lp import lp_bound  # noqa: PLC0415
+
+    budget = max((deadline - time.monotonic()) * 0.3, 0.05)
+    lp = lp_bound(P, kernels, incumbent=inc.best, deadline=time.monotonic() + budget, threads=options.threads)
+    inc.tighten(lp.bound)
+    inc.best.site_price_usd_per_mwh = lp.site_price
+    inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
+    inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
+                      "lp_columns": lp.columns}
+
+
+def _lns(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) -> None:
+    from placement.solvers.lns import improve  # noqa: PLC0415
+
+    prices = inc.best.site_price_usd_per_mwh
+    weight = None if prices is None else prices * P.site_cap_mw
+    improved = improve(P, inc.best, options, deadline=deadline, site_weight=weight,
+                       on_progress=lambda s: inc.offer(s))
+    inc.offer(improved)
+
+
+def _re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:
+    """Judge unplaced jobs against the whole problem (stages saw sub-problems)."""
+    judge = np.flatnonzero((sol.reason != Reason.PLACED) & ~np.isin(sol.reason, SOLVER_REASONS))
+    sol.reason[judge] = explain_unplaced(P, kernels, judge)

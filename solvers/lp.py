@@ -1,0 +1,247 @@
+"""LP relaxation by column generation: HiGHS solves the master, the kernels price columns.
+
+Never expanding all (job, pool) pairs is what lets this run at 100k jobs × 1,000 sites: the
+master LP starts from each job's few best pools (and the incumbent's), HiGHS returns duals for
+site power (λ, $/MWh), pool GPUs (μ, $/GPU-h) and each job's convexity row (π), and one kernel
+pass at (λ, μ) finds each job's best column; a column enters when its reduced score beats π.
+
+Bound: every round's duals give a Lagrangian value L(λ, μ) computed by the kernels, a valid
+upper bound whatever the LP's state (``solvers.lagrangian``); once no column prices out, the
+LP optimum itself (plus a small tolerance) is the bound and λ, μ are exact LP duals: the
+marginal value of one more MW at each site and one more GPU in each pool. The master relaxes
+the inference spread (min_sites) and keeps per-site share caps only as column bounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from placement.kernels import Kernels
+from placement.kernels.reference import candidate_speed, unit_terms
+from placement.problem import UNLIMITED, Problem
+from placement.solution import Solution, tier_objectives
+from placement.solvers.lagrangian import TierFloor, evaluate_dual
+
+INITIAL_COLUMNS_PER_JOB = 4
+PRICING_COLUMNS_PER_JOB = 3
+# Columns kept in the master per job after pruning (see _Master._prune).
+MAX_LIVE_COLUMNS_PER_JOB = 6
+# Relative LP tolerance added to a converged LP objective before it is reported as a bound.
+LP_BOUND_SLACK = 1e-7
+
+
+@dataclass
+class LpResult:
+    bound: float
+    site_price: np.ndarray  # $/MWh
+    pool_price: np.ndarray  # $/GPU-h
+    converged: bool  # no column priced out: λ, μ are exact LP duals
+    rounds: int
+    columns: int
+    lp_objective: float
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """HiGHS prints a banner from C++ at construction, whatever its options: silence fd 1."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _Master:
+    """The restricted master LP: rows for jobs, pools, sites and the migration budget."""
+
+    def __init__(self, P: Problem, jobs: np.ndarray, threads: int, tier_floor: TierFloor | None):
+        import highspy  # noqa: PLC0415
+
+        self.P, self.hs = P, highspy
+        with _quiet_stdout():
+            self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        if threads:
+            self.h.setOptionValue("threads", int(threads))
+        inf = highspy.kHighsInf
+        self.job_row = np.full(P.n_jobs, -1, np.int64)
+        self.job_row[jobs] = np.arange(len(jobs))
+        self.pool_row0 = len(jobs)
+        self.site_row0 = self.pool_row0 + P.n_pools
+        self.money_row = self.site_row0 + P.n_sites
+        self.moves_row = self.money_row + 1
+        self.tier_row = self.moves_row + 1
+        self.floor_tier = tier_floor.tier if tier_floor else -1
+        units = P.job_units[jobs].astype(np.float64)
+        lower = np.concatenate([np.where(P.job_required[jobs], units, -inf), np.full(P.n_pools + P.n_sites + 2, -inf)])
+
+        upper = np.concatenate([units, P.pool_gpus.astype(np.float64), P.site_cap_mw,
+                                [P.max_migration_usd if np.isfinite(P.max_migration_usd) else inf,
+                                 float(P.max_moves) if P.max_moves < UNLIMITED else inf, inf]])
+        # Tier floor: the top tier earns at least what a known plan gives it (see lp_bound).
+        lower = np.append(lower, tier_floor.value if tier_floor else -inf)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = 0, len(lower)
+        lp.row_lower_, lp.row_upper_ = lower, upper
+        lp.sense_ = highspy.ObjSense.kMaximize
+        self.h.passModel(lp)
+        self.keys: set[int] = set()
+        self.col_key = np.zeros(0, np.int64)  # key of each master column, in HiGHS order
+        self.n_cols = 0  # columns ever added
+        self.max_live = MAX_LIVE_COLUMNS_PER_JOB * max(len(jobs), 1)
+
+    def add(self, j: np.ndarray, p: np.ndarray) -> int:
+        """Add columns (j, p) not yet present; returns how many were added."""
+        P = self.P
+        key = j * P.n_pools + p
+        new = np.array([k not in self.keys for k in key.tolist()], bool)
+        _, first = np.unique(key, return_index=True)
+        once = np.zeros(len(key), bool)
+        once[first] = True
+        j, p, key = j[new & once], p[new & once], key[new & once]
+        if len(j) == 0:
+            return 0
+        self.keys.update(key.tolist())
+        self.col_key = np.concatenate([self.col_key, key])
+        t = unit_terms(P, j, p, candidate_speed(P, j, p))
+        net = t["value"] - t["energy"] - t["carbon"] - t["pair"] - t["migration"]
+        s, g = P.pool_site[p], P.job_gpus_unit[j]
+        mw = t["mw"]
+        cap_units = np.floor(P.site_cap_mw[s] / np.maximum(mw, 1e-12) + 1e-9)
+        ub = np.minimum.reduce([P.job_units[j], P.job_max_units_per_site[j], P.pool_gpus[p] // g,
+                                np.where(mw > 0, cap_units, P.job_units[j])]).astype(np.float64)
+        away = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
+        n = len(j)
+        rows = [self.job_row[j], self.pool_row0 + p, self.site_row0 + s]
+        vals = [np.ones(n), g.astype(np.float64), mw]
+        if np.any(away):
+            rows += [np.where(away, self.money_row, -1), np.where(away, self.moves_row, -1)]
+            vals += [P.job_migration_usd[j], 1.0 / P.job_units[j]]
+        floor = P.job_tier[j] == self.floor_tier
+        if np.any(floor):
+            rows.append(np.where(floor, self.tier_row, -1))
+            vals.append(net)
+        index = np.stack(rows, axis=1)
+        value = np.stack(vals, axis=1)
+        keep = index >= 0
+        start = np.concatenate([[0], np.cumsum(keep.sum(axis=1))[:-1]]).astype(np.int32)
+        self.h.addCols(n, net, np.zeros(n), ub, int(keep.sum()), start,
+                       index[keep].astype(np.int32), value[keep])
+        self.n_cols += n
+        return n
+
+    def _prune(self, value: np.ndarray, reduced: np.ndarray) -> None:
+        """Drop the most negative-reduced-cost unused columns so each re-solve stays small.
+
+        A dropped column re-enters only if pricing finds it profitable again, so the master's
+        optimum is unchanged; it just stops paying for columns the duals have ruled out.
+        """
+        excess = len(self.col_key) - self.max_live
+        if excess <= 0:
+            return
+        unused = np.flatnonzero((value <= 1e-12) & (reduced < 0))
+        drop = unused[np.argsort(reduced[unused])[:excess]]
+        if len(drop) == 0:
+            return
+        self.h.deleteCols(len(drop), np.sort(drop).astype(np.int32))
+        keep = np.ones(len(self.col_key), bool)
+        keep[drop] = False
+        self.keys.difference_update(self.col_key[drop].tolist())
+        self.col_key = self.col_key[keep]
+
+    def solve(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
+        """LP objective and duals: per job row (π), pool (μ), site (λ), tier floor (ν)."""
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status != self.hs.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"LP master not optimal: {self.h.modelStatusToString(status)}")
+        objective = float(self.h.getInfo().objective_function_value)
+        sol = self.h.getSolution()
+        dual = np.asarray(sol.row_dual)
+        self._prune(np.asarray(sol.col_value), np.asarray(sol.col_dual))
+        pi = dual[: self.pool_row0]
+        mu = np.maximum(dual[self.pool_row0:self.site_row0], 0.0)
+        lam = np.maximum(dual[self.site_row0:self.money_row], 0.0)
+        # HiGHS signs duals for a maximisation so a binding >= row has a nonpositive dual.
+        return objective, pi, mu, lam, max(0.0, -float(dual[self.tier_row]))
+
+
+def _price(P: Problem, kernels: Kernels, jobs: np.ndarray, lam: np.ndarray, mu: np.ndarray,
+           floor: TierFloor | None, nu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Best few columns per job by reduced score, top-tier jobs scored with the floor's ν."""
+    pools, scores = kernels.topk(jobs, P.pool_gpus, P.site_cap_mw, lam, mu, PRICING_COLUMNS_PER_JOB)
+    if floor is not None and nu > 0:
+        top = P.job_tier[jobs] == floor.tier
+        scale = 1.0 + nu
+        p_top, s_top = kernels.topk(jobs[top], P.pool_gpus, P.site_cap_mw, lam / scale, mu / scale,
+                                    PRICING_COLUMNS_PER_JOB)
+        pools[top], scores[top] = p_top, s_top * scale
+    return pools, scores
+
+
+def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None = None,
+             deadline: float | None = None, max_rounds: int = 50, threads: int = 0) -> LpResult:
+    """Column-generation LP bound and duals, stopping at ``deadline`` with the best valid bound.
+
+    With an incumbent, the master also asks the top tier to earn at least the incumbent's top
+    tier: the lexicographically best plan does (it is never worse in the top tier than any
+    feasible plan), so the bound stays valid for it and is much tighter when tiers compete.
+    The Lagrangian values computed from the duals ignore that row and stay valid on their own.
+    """
+    P = problem
+    jobs = np.flatnonzero(P.job_filter == 0).astype(np.int64)
+    zero_s, zero_p = np.zeros(P.n_sites), np.zeros(P.n_pools)
+    floor = None
+    if incumbent is not None and P.n_jobs and P.job_tier.max() > 0:
+        # A little under the incumbent so LP tolerances cannot make the master infeasible.
+        value = float(tier_objectives(P, incumbent)[0])
+        floor = TierFloor(int(P.job_tier.max()), value - 1e-6 * max(1.0, abs(value)))
+    master = _Master(P, jobs, threads, floor)
+    pools, _ = kernels.topk(jobs, P.pool_gpus, P.site_cap_mw, zero_s, zero_p, INITIAL_COLUMNS_PER_JOB)
+    owner = np.repeat(jobs, pools.shape[1])
+    flat = pools.reshape(-1)
+    master.add(owner[flat >= 0], flat[flat >= 0])
+    if incumbent is not None and len(incumbent.row_job):
+        master.add(incumbent.row_job.astype(np.int64), incumbent.row_pool.astype(np.int64))
+    best = LpResult(np.inf, zero_s.copy(), zero_p.copy(), False, 0, 0, np.nan)
+    for rnd in range(1, max_rounds + 1):
+        try:
+            objective, pi, mu, lam, nu = master.solve()
+        except RuntimeError:
+            break  # e.g. a required job with no column yet: the Lagrangian bound still holds
+        value = evaluate_dual(P, kernels, jobs, lam, mu, replace(floor, price=nu) if floor else None)
+        if value < best.bound:
+            best = LpResult(value, lam, mu, False, rnd, master.n_cols, objective)
+        pools, scores = _price(P, kernels, jobs, lam, mu, floor, nu)
+        prices_out = (pools >= 0) & (scores > (pi + 1e-9 * np.maximum(1.0, np.abs(pi)))[:, None])
+        pool = pools[prices_out]
+        owner = np.broadcast_to(jobs[:, None], pools.shape)[prices_out]
+        if not np.any(prices_out):
+            # Converged: the LP optimum is the relaxation's value and λ, μ are exact duals.
+            lp_value = objective + LP_BOUND_SLACK * max(1.0, abs(objective))
+            if lp_value < best.bound:
+                best = LpResult(lp_value, lam, mu, True, rnd, master.n_cols, objective)
+            else:
+                best.converged = True
+            break
+        # Pricing ignores the migration-budget duals, so a priced-out column may already be in
+        # the master; then nothing can be added and the Lagrangian bound is what we have.
+        if master.add(owner, pool) == 0:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            break
+    best.rounds, best.columns = rnd, master.n_cols
+    return best
