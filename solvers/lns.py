@@ -66,9 +66,9 @@ def _neighbourhood(P: Problem, sol: Solution, rng: np.random.Generator,
     if room > 0 and len(unplaced):
         # Unplaced jobs whose class has a pool at a chosen site, highest value per GPU first.
         pool_at = np.isin(P.pool_site, sites)
-        class_hits = np.add.reduceat(pool_at[P.class_pool].astype(np.int64), P.class_ptr[:-1]) \
-            if len(P.class_pool) else np.zeros(len(P.class_ptr) - 1, np.int64)
-        class_hits[np.diff(P.class_ptr) == 0] = 0
+        n_classes = len(P.class_ptr) - 1
+        class_of = np.repeat(np.arange(n_classes), np.diff(P.class_ptr))
+        class_hits = np.bincount(class_of, weights=pool_at[P.class_pool], minlength=n_classes)
         cand = unplaced[class_hits[P.job_class[unplaced]] > 0]
         density = P.job_value_unit[cand] / np.maximum(P.job_gpus_unit[cand], 1)
         cand = cand[np.argsort(-density, kind="stable")][:room]

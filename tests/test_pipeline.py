@@ -1,0 +1,103 @@
+"""The solver pipeline: valid plans from every stage, bounds never below the proven optimum."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from placement import solve, validate_plan
+from placement.config import portfolio_from_dict
+from placement.jobs import jobs_table
+from placement.kernels import kernels_for
+from placement.model import SolveOptions
+from placement.problem import compile_problem
+from placement.solvers import pipeline
+from placement.solvers.lp import lp_bound
+from tests.strategies import random_instance
+
+
+def _opts(solver: str, **kw) -> SolveOptions:
+    return SolveOptions(solver=solver, backend="reference", **{"time_limit_s": 5.0, **kw})
+
+
+def _tiers(plan) -> list[float]:
+    return [row["objective"] for row in plan.summary["objective_by_tier"].values()]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_no_bound_below_the_proven_optimum(seed: int) -> None:
+    """LP, relaxed and pipeline bounds are never below CP-SAT's proven optimum; plans never above it."""
+    inst = random_instance(seed, 3, 10)
+    exact = solve(inst.portfolio, inst.jobs, inst.pairs, _opts("exact"))
+    if exact.summary["status"] != "optimal":
+        pytest.skip("not proven")
+    optimum = exact.objective
+    problem = compile_problem(inst.portfolio, inst.jobs, inst.pairs)
+    lp = lp_bound(problem, kernels_for(problem, "reference"))
+    assert lp.bound >= optimum - 1e-6
+    for solver in ("price", "lns"):
+        plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts(solver, time_limit_s=1.0))
+        assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
+        assert plan.summary["bound"] >= optimum - 1e-6, solver
+        # Lexicographically never better than the proven lexicographic optimum.
+        assert not pipeline.lex_better(np.array(_tiers(plan)), np.array(_tiers(exact))), solver
+
+
+@pytest.mark.parametrize("solver", ["greedy", "price", "lns", "auto"])
+def test_tiny_time_limit_still_gives_a_valid_plan(solver: str) -> None:
+    """A time limit of a millisecond still returns a validated plan listing every job."""
+    inst = random_instance(3, 4, 14)
+    plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts(solver, time_limit_s=0.001))
+    assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
+    assert plan.summary["jobs_placed"] + plan.summary["jobs_unplaced"] == inst.jobs.num_rows
+
+
+def test_strict_tiers_hold_in_every_solver() -> None:
+    """A cheap high-tier job keeps the power that denser low-tier jobs would pay more for."""
+    portfolio = portfolio_from_dict({"sites": [{"id": "a", "region": "r", "grid_mw": 0.012, "pue": 1.0,
+                                                "pools": {"H100": 16}}]}, "t")
+    jobs = jobs_table([
+        {"id": "high", "gpus": 8, "value_usd_per_hour": 5.0, "priority": 2},
+        {"id": "low1", "gpus": 4, "value_usd_per_hour": 40.0},
+        {"id": "low2", "gpus": 4, "value_usd_per_hour": 40.0},
+    ], portfolio)
+    for solver in ("greedy", "price", "lns", "exact", "auto"):
+        plan = solve(portfolio, jobs, None, _opts(solver, time_limit_s=2.0))
+        status = {r["job_id"]: r["status"] for r in plan.table.to_pylist()}
+        assert status["high"] == "placed", solver
+
+
+@pytest.mark.parametrize("solver", ["greedy", "price"])
+def test_same_seed_same_plan_on_reference_and_cpu(solver: str) -> None:
+    """Same input and seed give the same plan on the reference and the Numba CPU backend."""
+    inst = random_instance(11, 5, 40, with_current=False)
+    plans = [solve(inst.portfolio, inst.jobs, inst.pairs,
+                   SolveOptions(solver=solver, backend=b, time_limit_s=30.0, seed=2)) for b in ("reference", "cpu")]
+    cols = ["job_id", "status", "site_id", "gpu_type", "replicas"]
+    assert plans[0].table.select(cols).equals(plans[1].table.select(cols))
+
+
+def test_interrupt_returns_the_best_plan_so_far(monkeypatch) -> None:
+    """Ctrl-C during a stage returns the best validated plan found before it."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_tiered_price_greedy", interrupted)
+    inst = random_instance(5, 4, 14)
+    start = time.monotonic()
+    plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts("price", time_limit_s=30.0))
+    assert time.monotonic() - start < 10
+    assert "interrupted" in plan.summary["stats"]["stages"]
+    assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
+
+
+def test_shadow_prices_in_summary() -> None:
+    """LP-based solvers report a $/MWh shadow price per site and $/GPU-h per pool."""
+    inst = random_instance(2, 3, 14, with_current=False)
+    plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts("price"))
+    prices = plan.summary["shadow_price_usd_per_mwh"]
+    assert set(prices) == {s.id for s in inst.portfolio.sites}
+    assert all(v >= 0 for v in prices.values())
+    assert all(v >= 0 for v in plan.summary["shadow_price_usd_per_gpu_hour"].values())
