@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from placement import solve, validate_plan
 from placement.config import portfolio_from_dict
@@ -15,7 +16,7 @@ from placement.model import SolveOptions
 from placement.problem import compile_problem
 from placement.solvers import pipeline
 from placement.solvers.lp import lp_bound
-from tests.strategies import random_instance
+from tests.strategies import instances, random_instance
 
 
 def _opts(solver: str, **kw) -> SolveOptions:
@@ -101,3 +102,13 @@ def test_shadow_prices_in_summary() -> None:
     assert set(prices) == {s.id for s in inst.portfolio.sites}
     assert all(v >= 0 for v in prices.values())
     assert all(v >= 0 for v in plan.summary["shadow_price_usd_per_gpu_hour"].values())
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(max_sites=4, max_jobs=14))
+def test_price_and_lns_plans_validate(inst) -> None:
+    """The LP-priced and LNS stages give validated plans with a bound at least their objective."""
+    for solver, limit in (("price", 2.0), ("lns", 0.3)):
+        plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts(solver, time_limit_s=limit))
+        assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
+        assert plan.summary["bound"] >= plan.objective - 1e-6
