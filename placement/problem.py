@@ -133,11 +133,15 @@ class Problem:
         return slice(self.pair_ptr[j], self.pair_ptr[j + 1])
 
     def unit_it_mw(self, j: int, p: int) -> float:
-        """IT MW of one unit of job ``j`` on pool ``p`` (a pair's measured MW wins)."""
-        sl = self.pairs(j)
-        hit = np.flatnonzero(self.pair_pool[sl] == p)
-        if hit.size and not math.isnan(self.pair_it_mw[sl][hit[0]]):
-            return float(self.pair_it_mw[sl][hit[0]])
+        """IT MW of one unit of job ``j`` on pool ``p`` (a pair's measured MW wins).
+
+        The scalar twin of ``kernels.reference.unit_terms``'s power, for sequential loops.
+        """
+        if self.pair_ptr[j] != self.pair_ptr[j + 1]:
+            sl = self.pairs(j)
+            hit = np.flatnonzero(self.pair_pool[sl] == p)
+            if hit.size and not math.isnan(self.pair_it_mw[sl][hit[0]]):
+                return float(self.pair_it_mw[sl][hit[0]])
         kw = self.job_kw_per_gpu[j] if self.job_kw_per_gpu[j] > 0 else self.pool_kw_per_gpu[p]
         return float(self.job_gpus_unit[j] * kw / 1000.0)
 
