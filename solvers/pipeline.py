@@ -82,16 +82,27 @@ class _Incumbent:
 
 
 def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
-                 on_progress: Progress | None = None) -> Solution:
-    """Solve with ``options.solver`` under ``options.time_limit_s``; returns the best Solution."""
+                 on_progress: Progress | None = None, initial: Solution | None = None) -> Solution:
+    """Solve with ``options.solver`` under ``options.time_limit_s``; returns the best Solution.
+
+    ``initial`` (e.g. the placement running now) warm-starts every stage: it is first repaired
+    to the current capacities and rules (``solvers.repair``), then kept unless beaten.
+    """
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
     P = problem
     start = time.monotonic()
     deadline = start + options.time_limit_s
-    inc = _Incumbent(P, solve_greedy(P, options, kernels, deadline=deadline), relaxed_bound(P, kernels),
-                     on_progress)
     stages = ["greedy"]
+    first = solve_greedy(P, options, kernels, deadline=deadline)
+    if initial is not None:
+        from placement.solvers.repair import repair  # noqa: PLC0415
+
+        warm = repair(P, initial, kernels)
+        stages.insert(0, "warm-start")
+        if not better(P, first, warm):
+            first = warm
+    inc = _Incumbent(P, first, relaxed_bound(P, kernels), on_progress)
     try:
         small = candidate_count(P) <= EXACT_MAX_CANDIDATES
         if options.solver == "exact" or (options.solver == "auto" and small):
