@@ -239,29 +239,24 @@ def evaluate_moves(P: Problem, job_pool: np.ndarray, residual_gpus: np.ndarray, 
     for arr in (sc_old_b, mw_old_b, sc_new_b, mw_new_b):
         arr[zero_b] = 0.0
     ok_b = ok_b | zero_b
-    undefined = (u_old_a | u_new_a | (has_b & (u_old_b | u_new_b))
-                 | (P.job_kind[a] != 0) | (has_b & (P.job_kind[bb] != 0)))
+    inference = (P.job_kind[a] != 0) | (has_b & (P.job_kind[bb] != 0))
+    undefined = u_old_a | u_new_a | (has_b & (u_old_b | u_new_b)) | inference
     delta = (sc_new_a + sc_new_b) - (sc_old_a + sc_old_b)
 
     ga = P.job_gpus_unit[a]
     gb = np.where(has_b, P.job_gpus_unit[bb], 0)
     cap_ok = np.ones(len(a), bool)
-    for x, sx in ((new_a, s_new_a), (new_b, s_new_b)):
+    for x, sx in ((new_a, s_new_a), (new_b, s_new_b)):  # each target pool and its site
         tgt = x >= 0
-        xc = np.where(tgt, x, 0)
         used = ga * (new_a == x) + gb * (new_b == x)
         freed = ga * (old_a == x) + gb * (old_b == x)
-        gpu_ok = used - freed <= (residual_gpus[xc] if n_pools else 0)
+        room_gpus = np.asarray(residual_gpus)[np.where(tgt, x, 0)] if n_pools else np.zeros(len(a))
         used_mw = mw_new_a * (s_new_a == sx) + mw_new_b * (s_new_b == sx)
         freed_mw = mw_old_a * (s_old_a == sx) + mw_old_b * (s_old_b == sx)
-        mw_ok = used_mw - freed_mw <= np.asarray(residual_mw, np.float64)[np.maximum(sx, 0)] + MW_TOLERANCE \
-            if P.n_sites else np.zeros(len(a), bool)
-        cap_ok &= ~tgt | (gpu_ok & mw_ok)
-    feasible = ok_a & ok_b & cap_ok
-    noop = ((new_a == old_a) & (new_b == old_b)) | (a == b)
-    inference = (P.job_kind[a] != 0) | (has_b & (P.job_kind[bb] != 0))
-    delta = np.where(noop, 0.0, delta)
-    feasible = np.where(noop, True, feasible)
-    delta = np.where(undefined & ~(noop & ~inference), np.nan, delta)
-    feasible = np.where(undefined & ~(noop & ~inference), False, feasible)
+        room_mw = np.asarray(residual_mw, np.float64)[np.maximum(sx, 0)] if P.n_sites else np.zeros(len(a))
+        cap_ok &= ~tgt | ((used - freed <= room_gpus) & (used_mw - freed_mw <= room_mw + MW_TOLERANCE))
+    noop = (((new_a == old_a) & (new_b == old_b)) | (a == b)) & ~inference
+    bad = undefined & ~noop
+    delta = np.where(noop, 0.0, np.where(bad, np.nan, delta))
+    feasible = np.where(noop, True, ok_a & ok_b & cap_ok & ~bad)
     return delta, feasible

@@ -60,7 +60,7 @@ def solve(
     pairs: PairsOpt = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write the plan (.parquet, .csv, .json, .arrow)")] = None,
     summary_path: Annotated[Optional[Path], typer.Option("--summary", help="write the summary JSON")] = None,
-    solver: Annotated[Optional[str], typer.Option(help="auto | greedy | exact")] = None,
+    solver: Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns")] = None,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="seconds")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     backend: Annotated[Optional[BackendChoice], typer.Option(help="scoring backend")] = None,
