@@ -20,8 +20,10 @@ per-thread ``prange`` blocks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -274,6 +276,25 @@ def _moves_kernel(job_pool, move_job, move_to, swap_a, swap_b, A, R, out_delta, 
         out_delta[i], out_feasible[i] = _move(i, n_reloc, job_pool, move_job, move_to, swap_a, swap_b, A, R)
 
 
+# Below this many jobs a launch runs on the calling thread: waking a worker pool costs more than
+# the scan, and on a loaded machine (the greedy loop re-scores single jobs) it can cost a millisecond.
+SERIAL_BELOW = 64
+
+
+@contextlib.contextmanager
+def _threads_for(n_items: int):
+    """Run the enclosed launch single-threaded when it is too small to share."""
+    if n_items >= SERIAL_BELOW:
+        yield
+        return
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
+
+
 def _ints(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int64)
 
@@ -325,7 +346,8 @@ class CpuKernels:
         out_best = np.empty(len(jobs), np.float64)
         out_second = np.empty(len(jobs), np.float64)
         R = self._residuals(residual_gpus, residual_mw, site_price, pool_price)
-        _best_kernel(jobs, self.arrays, R, out_pool, out_best, out_second)
+        with _threads_for(len(jobs)):
+            _best_kernel(jobs, self.arrays, R, out_pool, out_best, out_second)
         return out_pool, out_best, out_second
 
     def topk(self, jobs: np.ndarray, residual_gpus: np.ndarray, residual_mw: np.ndarray,
@@ -339,7 +361,8 @@ class CpuKernels:
         out_score = np.empty((len(jobs), k), np.float64)
         if k:
             R = self._residuals(residual_gpus, residual_mw, site_price, pool_price)
-            _topk_kernel(jobs, self.arrays, R, out_pool, out_score)
+            with _threads_for(len(jobs)):
+                _topk_kernel(jobs, self.arrays, R, out_pool, out_score)
         return out_pool, out_score
 
     def evaluate_moves(self, job_pool: np.ndarray, residual_gpus: np.ndarray, residual_mw: np.ndarray,
