@@ -29,10 +29,10 @@ from placement.problem import UNLIMITED, Problem
 from placement.solution import Solution, tier_objectives
 from placement.solvers.lagrangian import TierFloor, evaluate_dual
 
-INITIAL_COLUMNS_PER_JOB = 4
-PRICING_COLUMNS_PER_JOB = 3
+INITIAL_COLUMNS_PER_JOB = 8
+PRICING_COLUMNS_PER_JOB = 4
 # Columns kept in the master per job after pruning (see _Master._prune).
-MAX_LIVE_COLUMNS_PER_JOB = 6
+MAX_LIVE_COLUMNS_PER_JOB = 8
 # Relative LP tolerance added to a converged LP objective before it is reported as a bound.
 LP_BOUND_SLACK = 1e-7
 

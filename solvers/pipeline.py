@@ -30,8 +30,11 @@ log = logging.getLogger("placement")
 SOLVERS = ("auto", "greedy", "exact", "price", "lns")
 # Above this many candidate (job, pool) pairs `auto` does not try to prove optimality.
 EXACT_MAX_CANDIDATES = 20_000
-# Share of the time limit the construction (tiered LP + price greedy) may use before LNS.
-CONSTRUCT_SHARE = 0.5
+# Shares of the time limit: construction (tiered LP + price greedy) ends by the first, local
+# search by the second; the full LP bound takes part of the rest and LNS the remainder.
+CONSTRUCT_SHARE = 0.35
+LOCAL_SEARCH_UNTIL = 0.45
+FULL_LP_SHARE = 0.6
 # Reasons a solver states itself; every other unplaced job is judged again at the end.
 SOLVER_REASONS = (Reason.TIME_LIMIT, Reason.MIGRATION_BUDGET, Reason.SPREAD)
 
@@ -112,6 +115,8 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
             construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if options.solver != "price" else 1.0)
             _tiered_price_greedy(P, options, kernels, inc, construct_by)
             stages.append("price")
+            _local_search(P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
+            stages.append("ls")
             _full_lp_bound(P, options, kernels, inc, deadline)
             stages.append("lp")
             if options.solver != "price":
@@ -184,12 +189,18 @@ def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, in
     inc.offer(Solution(job, pool, units, reason, solver="price", backend=kernels.name))
 
 
+def _local_search(P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float) -> None:
+    from placement.solvers.local_search import improve  # noqa: PLC0415
+
+    inc.offer(improve(P, inc.best, kernels, deadline=deadline))
+
+
 def _full_lp_bound(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent,
                    deadline: float) -> None:
     """The whole problem's LP bound and its duals (the shadow prices a planner reads)."""
     from placement.solvers.lp import lp_bound  # noqa: PLC0415
 
-    budget = max((deadline - time.monotonic()) * 0.3, 0.05)
+    budget = max((deadline - time.monotonic()) * FULL_LP_SHARE, 0.05)
     lp = lp_bound(P, kernels, incumbent=inc.best, deadline=time.monotonic() + budget, threads=options.threads)
     inc.tighten(lp.bound)
     inc.best.site_price_usd_per_mwh = lp.site_price

@@ -112,3 +112,21 @@ def test_price_and_lns_plans_validate(inst) -> None:
         plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts(solver, time_limit_s=limit))
         assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
         assert plan.summary["bound"] >= plan.objective - 1e-6
+
+
+def test_local_search_never_worsens_and_stays_valid() -> None:
+    """Local search rounds keep the plan valid and never lose objective in any tier order."""
+    from placement.plan import build_plan
+    from placement.solvers.greedy import solve_greedy
+    from placement.solvers.local_search import improve
+    from placement.solution import tier_objectives
+
+    for seed in range(15):
+        inst = random_instance(seed, 4, 30, with_current=False)
+        problem = compile_problem(inst.portfolio, inst.jobs, inst.pairs)
+        kernels = kernels_for(problem, "reference")
+        start = solve_greedy(problem, SolveOptions(), kernels)
+        after = improve(problem, start, kernels, deadline=time.monotonic() + 5)
+        assert not pipeline.lex_better(tier_objectives(problem, start), tier_objectives(problem, after))
+        plan = build_plan(problem, after, seconds=0.0, seed=0)
+        assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
