@@ -29,7 +29,7 @@ log = logging.getLogger("placement")
 
 SOLVERS = ("auto", "greedy", "exact", "price", "lns")
 # Above this many candidate (job, pool) pairs `auto` does not try to prove optimality.
-EXACT_MAX_CANDIDATES = 20_000
+EXACT_MAX_CANDIDATES = 5_000
 # Shares of the time limit: construction (tiered LP + price greedy) ends by the first, local
 # search by the second; the full LP bound takes part of the rest and LNS the remainder.
 CONSTRUCT_SHARE = 0.35
