@@ -162,8 +162,11 @@ class _Master:
         self.keys.difference_update(self.col_key[drop].tolist())
         self.col_key = self.col_key[keep]
 
-    def solve(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
+    def solve(self, deadline: float | None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
         """LP objective and duals: per job row (π), pool (μ), site (λ), tier floor (ν)."""
+        if deadline is not None:
+            # HiGHS stops itself at the deadline (a master solve can take a minute at 100k jobs).
+            self.h.setOptionValue("time_limit", max(deadline - time.monotonic(), 0.01))
         self.h.run()
         status = self.h.getModelStatus()
         if status != self.hs.HighsModelStatus.kOptimal:
@@ -219,7 +222,7 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
     best = LpResult(np.inf, zero_s.copy(), zero_p.copy(), False, 0, 0, np.nan)
     for rnd in range(1, max_rounds + 1):
         try:
-            objective, pi, mu, lam, nu = master.solve()
+            objective, pi, mu, lam, nu = master.solve(deadline)
         except RuntimeError:
             break  # e.g. a required job with no column yet: the Lagrangian bound still holds
         value = evaluate_dual(P, kernels, jobs, lam, mu, replace(floor, price=nu) if floor else None)

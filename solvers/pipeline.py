@@ -113,7 +113,7 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
             stages.append("exact")
         elif options.solver in ("auto", "price", "lns"):
             construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if options.solver != "price" else 1.0)
-            _tiered_price_greedy(P, options, kernels, inc, construct_by)
+            _tiered_price_greedy(P, options, kernels, inc, construct_by, deadline)
             stages.append("price")
             _local_search(P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
             stages.append("ls")
@@ -125,6 +125,9 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     except KeyboardInterrupt:
         log.warning("interrupted: returning the best plan so far")
         stages.append("interrupted")
+    if options.solver != "greedy":
+        _fill(P, options, kernels, inc)
+        stages.append("fill")
     best = inc.best
     best.bound = min(best.bound, inc.bound)
     best.backend = kernels.name
@@ -149,7 +152,7 @@ def _exact(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) 
 
 
 def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent,
-                         deadline: float) -> None:
+                         deadline: float, hard_deadline: float) -> None:
     """Place tiers from the highest, each by LP prices over the capacity the tiers above left.
 
     Strict tiers mean a tier never pays for the next one's opportunity cost, so each tier gets
@@ -167,7 +170,9 @@ def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, in
         sub = subproblem(P, jobs, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
         sub_kernels = kernels_for(sub, kernels.name)
         share = (deadline - time.monotonic()) / (len(tiers) - k)
-        plain = solve_greedy(sub, options, sub_kernels, deadline=deadline)
+        # Past the construction share a tier still gets its plain greedy (fast): leaving it empty
+        # would hand the next stages a plan that is worse everywhere below the top tier.
+        plain = solve_greedy(sub, options, sub_kernels, deadline=hard_deadline)
         chosen = plain
         if share > 0.05 and time.monotonic() < deadline:
             lp = lp_bound(sub, sub_kernels, incumbent=plain, deadline=time.monotonic() + share * 0.8,
@@ -217,6 +222,32 @@ def _lns(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) ->
     improved = improve(P, inc.best, options, deadline=deadline, site_weight=weight,
                        on_progress=lambda s: inc.offer(s))
     inc.offer(improved)
+
+
+def _fill(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent) -> None:
+    """Greedy over the unplaced jobs in the capacity the plan leaves: only ever adds value."""
+    sol = inc.best
+    out = np.flatnonzero((sol.reason != Reason.PLACED) & (P.job_filter == 0))
+    if len(out) == 0:
+        return
+    t = solution_terms(P, sol)
+    gpus = P.pool_gpus - np.bincount(sol.row_pool, weights=sol.row_units * P.job_gpus_unit[sol.row_job],
+                                     minlength=P.n_pools).astype(np.int64)
+    mw = np.maximum(P.site_cap_mw - np.bincount(P.pool_site[sol.row_pool], weights=t["mw"], minlength=P.n_sites), 0.0)
+    moved = np.unique(sol.row_job[t["moved"]])
+    usd = float((sol.row_units[t["moved"]] * P.job_migration_usd[sol.row_job[t["moved"]]]).sum())
+    sub = subproblem(P, out, gpus, mw, max_moves=max(P.max_moves - len(moved), 0),
+                     max_migration_usd=max(P.max_migration_usd - usd, 0.0))
+    extra = solve_greedy(sub, options, kernels_for(sub, kernels.name))
+    if len(extra.row_job) == 0:
+        return
+    reason = sol.reason.copy()
+    reason[out[extra.row_job]] = Reason.PLACED
+    inc.offer(Solution(
+        np.concatenate([sol.row_job, out[extra.row_job]]), np.concatenate([sol.row_pool, extra.row_pool]),
+        np.concatenate([sol.row_units, extra.row_units]), reason, solver=sol.solver, backend=sol.backend,
+        status=sol.status, bound=sol.bound, site_price_usd_per_mwh=sol.site_price_usd_per_mwh,
+        pool_price_usd_per_gpu_hour=sol.pool_price_usd_per_gpu_hour, stats=sol.stats))
 
 
 def _re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:

@@ -319,8 +319,8 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
     a displaced job) of tier t finds no room, it takes a pool whose optional jobs of tiers below t
     (any optional job, for a required job) make room when stopped, in shed order, fewest first.
     Among eligible pools (class list, gang, forbidden pair, pinned, inventory) where that works
-    and the job's own net $/h is positive (or it is required), the one stopping the least value
-    wins (ties: lowest pool). A stopped service frees all its replicas. Jobs in order: required,
+    and the job's own net $/h is positive (or it is required), the one whose highest stopped tier
+    is lowest, then stopping the least value, wins (ties: lowest pool). A stopped service frees all its replicas. Jobs in order: required,
     then tier, then value per GPU, highest first. A job with a current pool that would land
     elsewhere needs ``moves_left`` / ``usd_left`` (whole-placement budget; decremented).
 
@@ -351,6 +351,7 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
     free_mw = P.site_cap_mw - np.bincount(P.pool_site[p], weights=row_mw, minlength=P.n_sites)
     free_g = P.pool_gpus - np.bincount(p, weights=row_g, minlength=P.n_pools)
     row_value = P.job_value_unit[j] * u
+    row_tier, row_optional = P.job_tier[j], ~P.job_required[j]
     new_rows: list[tuple[int, int]] = []
     stopped: list[int] = []
     reason = S.reason.copy()
@@ -374,9 +375,11 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
         need_g = float(P.job_gpus_unit[jj])
         if np.any((free_g[pools] >= need_g) & (free_mw[sites] + MW_TOLERANCE >= need_mw)):
             continue  # it fits somewhere: the fill left it out for profit or budget
-        victim = alive & ~P.job_required[j] & np.isin(p, pools)
+        at = np.zeros(P.n_pools, bool)
+        at[pools] = True
+        victim = alive & row_optional & at[p]
         if not P.job_required[jj]:
-            victim &= P.job_tier[j] < P.job_tier[jj]
+            victim &= row_tier < P.job_tier[jj]
         rows = np.flatnonzero(victim)
         if len(rows) == 0:
             continue
@@ -386,16 +389,20 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
         cum_g, cum_mw, cum_v = np.cumsum(row_g[rows]), np.cumsum(row_mw[rows]), np.cumsum(row_value[rows])
         first = np.searchsorted(rp, pools, side="left")
         last = np.searchsorted(rp, pools, side="right")
-        base = lambda c: np.where(first > 0, c[np.maximum(first - 1, 0)], 0.0)  # noqa: E731
-        bg, bm, bv = base(cum_g), base(cum_mw), base(cum_v)
+        before = np.maximum(first - 1, 0)
+        bg, bm, bv = (np.where(first > 0, c[before], 0.0) for c in (cum_g, cum_mw, cum_v))
         k_g = np.searchsorted(cum_g, bg + need_g - free_g[pools] - 1e-9, side="left")
         k_m = np.searchsorted(cum_mw, bm + need_mw - free_mw[sites] - MW_TOLERANCE, side="left")
         k = np.maximum(np.maximum(k_g, k_m), first)  # global index of the last victim needed
         feasible = k < last
         if not np.any(feasible):
             continue
-        damage = np.where(feasible, cum_v[np.minimum(k, len(rows) - 1)] - bv, np.inf)
-        best = int(np.argmin(damage))
+        # Least damage, lexicographically by tier: the highest tier stopped (the last victim, as
+        # victims are in shed order), then the value stopped.
+        kk = np.minimum(k, len(rows) - 1)
+        damage = np.where(feasible, cum_v[kk] - bv, np.inf)
+        top = np.where(feasible, row_tier[rows[kk]], np.iinfo(np.int64).max)
+        best = int(np.lexsort((damage, top))[0])
         q, qs = int(pools[best]), int(sites[best])
         victims = np.unique(j[rows[first[best]:k[best] + 1]])
         gone = alive & np.isin(j, victims)
