@@ -82,3 +82,36 @@ def tier_objectives(problem: Problem, solution: Solution) -> np.ndarray:
     n_tiers = int(problem.job_tier.max()) + 1 if problem.n_jobs else 0
     by_tier = np.bincount(problem.job_tier[solution.row_job], weights=net, minlength=n_tiers)
     return by_tier[::-1]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a set of rows uses: GPUs per pool, facility MW per site, moves and migration dollars."""
+
+    pool_gpus: np.ndarray  # int64
+    site_mw: np.ndarray  # float64
+    moved_jobs: int
+    migration_usd: float
+
+    def residual(self, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+        """Capacity left: GPUs per pool and facility MW per site (never below zero MW)."""
+        return problem.pool_gpus - self.pool_gpus, np.maximum(problem.site_cap_mw - self.site_mw, 0.0)
+
+    def budget_left(self, problem: Problem) -> tuple[int, float]:
+        """Migration budget left: moves and dollars."""
+        return max(problem.max_moves - self.moved_jobs, 0), max(problem.max_migration_usd - self.migration_usd, 0.0)
+
+
+def usage(problem: Problem, solution: Solution, rows: np.ndarray | None = None) -> Usage:
+    """Usage of ``solution``'s rows (all, or the boolean mask ``rows``)."""
+    P, S = problem, solution
+    t = solution_terms(P, S)
+    keep = np.ones(len(S.row_job), bool) if rows is None else rows
+    j, p, u = S.row_job[keep], S.row_pool[keep], S.row_units[keep]
+    moved = t["moved"][keep]
+    return Usage(
+        np.bincount(p, weights=u * P.job_gpus_unit[j], minlength=P.n_pools).astype(np.int64),
+        np.bincount(P.pool_site[p], weights=t["mw"][keep], minlength=P.n_sites),
+        len(np.unique(j[moved])),
+        float((u[moved] * P.job_migration_usd[j[moved]]).sum()),
+    )

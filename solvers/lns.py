@@ -17,7 +17,7 @@ import numpy as np
 
 from placement.model import SolveOptions
 from placement.problem import Problem, subproblem
-from placement.solution import Reason, Solution, solution_terms, tier_objectives
+from placement.solution import Reason, Solution, solution_terms, tier_objectives, usage
 
 # Freed jobs per neighbourhood: CP-SAT proves these in about a second.
 MAX_FREE_JOBS = 300
@@ -98,18 +98,12 @@ def improve(problem: Problem, incumbent: Solution, options: SolveOptions, *, dea
             break
         # Freed jobs move only among the chosen sites: a small model CP-SAT proves in a slice.
         closed_site = ~np.isin(np.arange(P.n_sites), sites)
-        fixed = ~np.isin(best.row_job, freed)
-        used_mw = np.bincount(P.pool_site[best.row_pool[fixed]], weights=t["mw"][fixed], minlength=P.n_sites)
-        used_gpus = np.bincount(best.row_pool[fixed], weights=(best.row_units * P.job_gpus_unit[best.row_job])[fixed],
-                                minlength=P.n_pools).astype(np.int64)
-        moves = t["moved"][fixed]
-        moved_jobs = np.unique(best.row_job[fixed][moves])
-        moved_usd = float((best.row_units[fixed][moves] * P.job_migration_usd[best.row_job[fixed][moves]]).sum())
-        gpus_left = np.where(closed_site[P.pool_site], 0, P.pool_gpus - used_gpus)
-        mw_left = np.where(closed_site, 0.0, np.maximum(P.site_cap_mw - used_mw, 0.0))
-        sub = subproblem(P, freed, gpus_left, mw_left,
-                         max_moves=max(P.max_moves - len(moved_jobs), 0),
-                         max_migration_usd=max(P.max_migration_usd - moved_usd, 0.0))
+        fixed = usage(P, best, ~np.isin(best.row_job, freed))
+        gpus_left, mw_left = fixed.residual(P)
+        gpus_left = np.where(closed_site[P.pool_site], 0, gpus_left)
+        mw_left = np.where(closed_site, 0.0, mw_left)
+        moves_left, usd_left = fixed.budget_left(P)
+        sub = subproblem(P, freed, gpus_left, mw_left, max_moves=moves_left, max_migration_usd=usd_left)
         hint_rows = np.isin(best.row_job, freed)
         local = np.searchsorted(freed, best.row_job[hint_rows])
         hint = Solution(local, best.row_pool[hint_rows], best.row_units[hint_rows], best.reason[freed],

@@ -17,20 +17,12 @@ import numpy as np
 
 from placement.kernels import Kernels
 from placement.problem import UNLIMITED, Problem
-from placement.solution import Reason, Solution, solution_terms
+from placement.solution import Reason, Solution, usage
 
 MAX_SWAP_JOBS = 4096  # unplaced gangs considered for a swap per round
 SWAP_POOLS = 3  # of each one's best pools (empty portfolio)
 # A move must gain at least this much ($/h, relative to the job's value) to count: no churn.
 MIN_GAIN = 1e-7
-
-
-def _residuals(P: Problem, sol: Solution) -> tuple[np.ndarray, np.ndarray]:
-    t = solution_terms(P, sol)
-    gpus = P.pool_gpus - np.bincount(sol.row_pool, weights=sol.row_units * P.job_gpus_unit[sol.row_job],
-                                     minlength=P.n_pools).astype(np.int64)
-    mw = P.site_cap_mw - np.bincount(P.pool_site[sol.row_pool], weights=t["mw"], minlength=P.n_sites)
-    return gpus, mw
 
 
 def _proposals(P: Problem, kernels: Kernels, job_pool: np.ndarray, gpus: np.ndarray, mw: np.ndarray,
@@ -75,7 +67,7 @@ def improve(problem: Problem, incumbent: Solution, kernels: Kernels, *, deadline
         movable = (P.job_kind == 0) & (P.job_filter == 0) & ~P.job_pinned
         if budgeted:
             movable &= P.job_current_pool < 0
-        gpus, mw = _residuals(P, sol)
+        gpus, mw = usage(P, sol).residual(P)
         move_job, move_to, swap_a, swap_b = _proposals(P, kernels, job_pool, gpus, mw, movable)
         if len(move_job) + len(swap_a) == 0:
             break

@@ -20,7 +20,7 @@ import numpy as np
 from placement.kernels import Kernels, kernels_for
 from placement.model import SolveOptions
 from placement.problem import Problem, subproblem
-from placement.solution import Reason, Solution, solution_terms, tier_objectives
+from placement.solution import Reason, Solution, tier_objectives, usage
 from placement.solvers.bounds import relaxed_bound
 from placement.solvers.greedy import solve_greedy
 from placement.solvers.reasons import explain_unplaced
@@ -181,13 +181,9 @@ def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, in
                                   site_price=lp.site_price, pool_price=lp.pool_price)
             if better(sub, priced, plain):
                 chosen = priced
-        t = solution_terms(sub, chosen)
-        gpus -= np.bincount(chosen.row_pool, weights=chosen.row_units * sub.job_gpus_unit[chosen.row_job],
-                            minlength=P.n_pools).astype(np.int64)
-        mw = np.maximum(mw - np.bincount(P.pool_site[chosen.row_pool], weights=t["mw"], minlength=P.n_sites), 0.0)
-        moved = np.unique(chosen.row_job[t["moved"]])
-        moves_left -= len(moved)
-        usd_left -= float((chosen.row_units[t["moved"]] * sub.job_migration_usd[chosen.row_job[t["moved"]]]).sum())
+        used = usage(sub, chosen)
+        gpus, mw = used.residual(sub)
+        moves_left, usd_left = used.budget_left(sub)
         rows.append((jobs[chosen.row_job], chosen.row_pool, chosen.row_units))
         reason[jobs] = chosen.reason
     job, pool, units = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in zip(*rows))
@@ -230,14 +226,10 @@ def _fill(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent) 
     out = np.flatnonzero((sol.reason != Reason.PLACED) & (P.job_filter == 0))
     if len(out) == 0:
         return
-    t = solution_terms(P, sol)
-    gpus = P.pool_gpus - np.bincount(sol.row_pool, weights=sol.row_units * P.job_gpus_unit[sol.row_job],
-                                     minlength=P.n_pools).astype(np.int64)
-    mw = np.maximum(P.site_cap_mw - np.bincount(P.pool_site[sol.row_pool], weights=t["mw"], minlength=P.n_sites), 0.0)
-    moved = np.unique(sol.row_job[t["moved"]])
-    usd = float((sol.row_units[t["moved"]] * P.job_migration_usd[sol.row_job[t["moved"]]]).sum())
-    sub = subproblem(P, out, gpus, mw, max_moves=max(P.max_moves - len(moved), 0),
-                     max_migration_usd=max(P.max_migration_usd - usd, 0.0))
+    used = usage(P, sol)
+    gpus, mw = used.residual(P)
+    moves_left, usd_left = used.budget_left(P)
+    sub = subproblem(P, out, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
     extra = solve_greedy(sub, options, kernels_for(sub, kernels.name))
     if len(extra.row_job) == 0:
         return

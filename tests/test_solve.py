@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -107,23 +106,3 @@ def test_plan_round_trips_through_every_format(tmp_path: Path, suffix: str) -> N
     assert back.num_rows == plan.table.num_rows
     assert validate_plan(cfg.portfolio, cfg.jobs, back, cfg.pairs) == []
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
-
-
-def test_strict_tiers_in_greedy() -> None:
-    """A high-tier job gets the power before denser low-tier jobs."""
-    from placement.config import portfolio_from_dict
-    from placement.jobs import jobs_table
-
-    portfolio = portfolio_from_dict({"sites": [{"id": "a", "region": "r", "grid_mw": 0.012, "pue": 1.0,
-                                                "pools": {"H100": 16}}]}, "t")
-    jobs = jobs_table([
-        {"id": "high", "gpus": 8, "value_usd_per_hour": 5.0, "priority": 2},
-        {"id": "low1", "gpus": 4, "value_usd_per_hour": 40.0},
-        {"id": "low2", "gpus": 4, "value_usd_per_hour": 40.0},
-    ], portfolio)
-    for solver in ("greedy", "exact"):
-        plan = solve(portfolio, jobs, None, _options(solver))
-        rows = {r["job_id"]: r["status"] for r in plan.table.to_pylist()}
-        assert rows["high"] == "placed", solver
-        assert np.isclose(plan.summary["objective_by_tier"]["2"]["objective"],
-                          5.0 - 8 * 1.275 / 1000 * 60.0)
