@@ -13,6 +13,8 @@ from placement.plan import Plan as Plan
 from placement.plan import package_version
 from placement.problem import Problem as Problem
 from placement.problem import compile_problem as compile_problem
+from placement.replan import ReplanOptions as ReplanOptions
+from placement.replan import replan as replan
 from placement.validate import validate_plan as validate_plan
 
 __version__ = package_version()

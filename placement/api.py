@@ -35,18 +35,25 @@ def input_digest(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None) -
 
 
 def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
-          options: SolveOptions | None = None, *, on_progress: Progress | None = None) -> Plan:
+          options: SolveOptions | None = None, *, on_progress: Progress | None = None,
+          initial_plan: pa.Table | None = None) -> Plan:
     """Compile, solve and validate. ``jobs``/``pairs`` are validated tables (``read_jobs``).
 
     Raises ``InvalidPlanError`` if the solver broke a hard constraint (a bug). A required job
     that cannot be placed is not an error here: the plan's summary has status ``infeasible``
-    and lists it under ``required_unplaced``.
+    and lists it under ``required_unplaced``. ``initial_plan`` (a plan table) warm-starts the
+    solvers: ``placement.replan.warm_start`` maps, repairs and fills it.
     """
     options = options or portfolio.solve
     start = time.monotonic()
     problem = compile_problem(portfolio, jobs, pairs, options)
     kernels = kernels_for(problem, options.backend)
-    solution = run_pipeline(problem, options, kernels, on_progress=on_progress)
+    initial = None
+    if initial_plan is not None:
+        from placement.replan import warm_start  # noqa: PLC0415
+
+        initial = warm_start(problem, initial_plan, kernels, options)
+    solution = run_pipeline(problem, options, kernels, on_progress=on_progress, initial=initial)
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=options.seed,
                       input_sha256=input_digest(portfolio, jobs, pairs))
     violations = validate_plan(portfolio, jobs, plan.table, pairs, options)

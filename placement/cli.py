@@ -1,4 +1,4 @@
-"""The ``placement`` command line: solve, validate, generate, info.
+"""The ``placement`` command line: solve, validate, replan, generate, info.
 
 Exit codes: 0 ok; 1 an invalid plan (``validate``); 2 bad input or an unusable backend;
 3 a required job cannot be placed (the plan is still written, with it unplaced).
@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from placement.errors import BackendUnavailableError, InputError
+from placement.replan_cli import replan as _replan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 out = Console()
@@ -191,6 +192,10 @@ def info() -> None:
     lines["gpu"] = f"{why} (gpu backend available)" if ok else f"none: {why}"
     for k, v in lines.items():
         out.print(f"{k:>10}: {v}", highlight=False, markup=False)
+
+
+# `placement replan` lives in its own module (it is the scheduler-facing half of the CLI).
+app.command(name="replan")(_replan)
 
 
 def main() -> None:

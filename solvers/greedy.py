@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from placement.kernels import Kernels
-from placement.kernels.reference import candidate_speed, unit_terms
+from placement.kernels.reference import candidate_speed, score_candidates, unit_terms
 from placement.model import SolveOptions
 from placement.problem import MW_TOLERANCE, Problem
 from placement.solution import Reason, Solution
@@ -123,13 +123,17 @@ def _bind_training(state: _State, kernels: Kernels, j: int, p: int, score: float
         return False
     net = state.net(j, p, score)
     if not state.migration_ok(j, {p: 1}):
-        p = int(P.job_current_pool[j])  # the budget is spent: staying put is the only option
-        cur_pools, _ = P.candidates(j)
-        if p not in cur_pools or not state.fits(j, p, 1, state.unit_mw(j, p)):
+        # The budget is spent: staying put is the only option, if every rule still allows it
+        # (the spec's scoring says: class list, gang size, forbidden pair, room).
+        p = int(P.job_current_pool[j])
+        jj, pp = np.array([j]), np.array([max(p, 0)])
+        speed = candidate_speed(P, jj, pp)
+        zero_s, zero_p = np.zeros(P.n_sites), np.zeros(P.n_pools)
+        if p < 0 or np.isnan(speed[0]) or not np.isfinite(
+                score_candidates(P, jj, pp, speed, state.gpus, state.mw, zero_s, zero_p)[0]):
             reason[j] = Reason.MIGRATION_BUDGET
             return False
-        jj, pp = np.array([j]), np.array([p])
-        t = unit_terms(P, jj, pp, candidate_speed(P, jj, pp))
+        t = unit_terms(P, jj, pp, speed)
         net = float(t["value"][0] - t["energy"][0] - t["carbon"][0] - t["pair"][0] - t["migration"][0])
     if net <= 0 and not P.job_required[j]:
         reason[j] = Reason.NOT_PROFITABLE

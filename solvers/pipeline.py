@@ -96,19 +96,29 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     P = problem
     start = time.monotonic()
     deadline = start + options.time_limit_s
-    stages = ["greedy"]
-    first = solve_greedy(P, options, kernels, deadline=deadline)
+    small = candidate_count(P) <= EXACT_MAX_CANDIDATES
     if initial is not None:
+        # Warm start: keep the running placement unless a stage beats it. No cold stages (a cold
+        # greedy or price plan a few $/h better in the top tier would move thousands of jobs).
         from placement.solvers.repair import repair  # noqa: PLC0415
 
-        warm = repair(P, initial, kernels)
-        stages.insert(0, "warm-start")
-        if not better(P, first, warm):
-            first = warm
-    inc = _Incumbent(P, first, relaxed_bound(P, kernels), on_progress)
+        stages = ["warm-start"]
+        inc = _Incumbent(P, repair(P, initial, kernels), relaxed_bound(P, kernels), on_progress)
+    else:
+        stages = ["greedy"]
+        inc = _Incumbent(P, solve_greedy(P, options, kernels, deadline=deadline), relaxed_bound(P, kernels),
+                         on_progress)
     try:
-        small = candidate_count(P) <= EXACT_MAX_CANDIDATES
-        if options.solver == "exact" or (options.solver == "auto" and small):
+        if initial is not None and options.solver != "greedy":
+            if small or options.solver == "exact":
+                _exact(P, options, inc, deadline)
+                stages.append("exact")
+            else:
+                _lns(P, options, inc, deadline)
+                stages.append("lns")
+        elif initial is not None:
+            pass  # greedy from a warm start: the repaired placement plus the final fill
+        elif options.solver == "exact" or (options.solver == "auto" and small):
             _exact(P, options, inc, deadline)
             stages.append("exact")
         elif options.solver in ("auto", "price", "lns"):
@@ -125,7 +135,7 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     except KeyboardInterrupt:
         log.warning("interrupted: returning the best plan so far")
         stages.append("interrupted")
-    if options.solver != "greedy":
+    if options.solver != "greedy" or initial is not None:
         _fill(P, options, kernels, inc)
         stages.append("fill")
     best = inc.best

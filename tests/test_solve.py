@@ -106,3 +106,19 @@ def test_plan_round_trips_through_every_format(tmp_path: Path, suffix: str) -> N
     assert back.num_rows == plan.table.num_rows
     assert validate_plan(cfg.portfolio, cfg.jobs, back, cfg.pairs) == []
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_spent_budget_never_keeps_a_job_where_it_no_longer_fits_the_rules() -> None:
+    """With max_moves=0 a gang too big for its current site's fabric is unplaced, not kept there."""
+    from placement.config import portfolio_from_dict
+    from placement.jobs import jobs_table
+
+    portfolio = portfolio_from_dict({"sites": [
+        {"id": "small", "region": "r", "grid_mw": 1.0, "pools": {"H100": 64}, "max_gang_gpus": 8},
+        {"id": "big", "region": "r", "grid_mw": 1.0, "pools": {"H100": 64}}]}, "t")
+    jobs = jobs_table([{"id": "g", "gpus": 16, "value_usd_per_hour": 50.0, "current_site": "small",
+                        "current_gpu_type": "H100", "migration_cost_usd": 10.0}], portfolio)
+    for solver in ("greedy", "auto"):
+        plan = solve(portfolio, jobs, None, _options(solver, max_moves=0))
+        row = plan.table.to_pylist()[0]
+        assert row["status"] == "unplaced" and row["reason"] == "migration_budget", (solver, row)

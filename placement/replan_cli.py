@@ -1,0 +1,169 @@
+"""``placement replan``: re-plan after events, starting from the plan running now; print the diff.
+
+Registered on the main app by ``placement.cli`` (``app.command()(replan)``). Exit codes as for
+``solve``: 0 ok; 2 bad input (a config, table, plan, option or ``--event`` problem: the message
+names the file or event text and the field); 3 a required job cannot be placed (the plan is
+still written, with the job unplaced and the reason printed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from placement.errors import BackendUnavailableError, InputError
+from placement.kernels.backend import Backend
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+MAX_CHANGE_ROWS = 30
+MAX_SITE_ROWS = 25
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".json", ".arrow", ".feather")
+_ORDER = {"moved": 0, "stopped": 1, "started": 2, "departed": 3, "unchanged": 4}
+
+
+def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def replan(
+    config: Annotated[Path, typer.Argument(help="portfolio config (.toml, .yaml, .json)")],
+    jobs: Annotated[Optional[Path], typer.Option("--jobs", help="jobs table as it is now (.parquet, .arrow, .csv); default: the config's inline jobs")] = None,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="the plan running now (from `placement solve --out` or `replan --out`); default: the jobs' current_site / current_gpu_type")] = None,
+    event: Annotated[Optional[list[str]], typer.Option("--event", help="an event, repeatable: 'curtail site=ID grid_mw=X', 'outage site=ID', 'online site=ID', 'offline site=ID', 'pool site=ID gpu_type=T gpus=N'")] = None,
+    max_moves: Annotated[Optional[int], typer.Option("--max-moves", min=0, help="most jobs that may move")] = None,
+    max_migration_usd: Annotated[Optional[float], typer.Option("--max-migration-usd", min=0.0, help="most one-off migration $ in all")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, help="$/h a move must gain beyond its migration cost (per gang or replica)")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="write the new plan (.parquet, .csv, .json, .arrow)")] = None,
+    summary_path: Annotated[Optional[Path], typer.Option("--summary", help="write the summary JSON (with its 'changes' section)")] = None,
+    changes_path: Annotated[Optional[Path], typer.Option("--changes", help="write the per-job diff table (.parquet, .csv, .json, .arrow)")] = None,
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="pair-override table")] = None,
+    polish: Annotated[bool, typer.Option("--polish/--no-polish", help="auto on large instances: improve the warm start by LNS (--no-polish: fewest changes)")] = True,
+    solver: Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns")] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="seconds")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    backend: Annotated[Optional[Backend], typer.Option(help="scoring backend")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Re-plan after events from the plan running now: write the new plan, print what changes."""
+    from placement.config import load_config  # noqa: PLC0415
+    from placement.io import read_jobs, read_pairs  # noqa: PLC0415
+    from placement.replan import parse_event, replan_options  # noqa: PLC0415
+    from placement.replan import replan as run_replan
+
+    try:
+        for path in (out_path, summary_path, changes_path):
+            if path is not None and path.suffix.lower() not in OUTPUT_SUFFIXES:
+                raise InputError(str(path), [("", f"unknown output extension '{path.suffix}': expected one of "
+                                                  f"{', '.join(OUTPUT_SUFFIXES)}")])
+        if summary_path is not None and summary_path.suffix.lower() != ".json":
+            raise InputError(str(summary_path), [("", "the summary is JSON: use a .json file name")])
+        cfg = load_config(config)
+        portfolio = cfg.portfolio
+        job_table = read_jobs(jobs, portfolio) if jobs else cfg.jobs
+        if job_table is None:
+            raise InputError(str(config), [("jobs", "no inline [[jobs]] in the config and no --jobs file given")])
+        pair_table = read_pairs(pairs, portfolio, job_table) if pairs else (cfg.pairs if not jobs else None)
+        events = [parse_event(text, portfolio) for text in event or []]
+        options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,
+                                 backend=backend.value if backend else None, max_moves=max_moves,
+                                 max_migration_usd=max_migration_usd, move_threshold_usd_per_hour=threshold,
+                                 polish=polish)
+        show = not (quiet or as_json)
+        with out.status("re-planning...", spinner="dots") if show else _Null() as status:
+            def progress(objective: float, bound: float) -> None:
+                if show:
+                    status.update(f"re-planning... incumbent ${objective:,.2f}/h, bound ${bound:,.2f}/h")
+            result = run_replan(portfolio, job_table, plan, events, options, pair_table, on_progress=progress)
+    except (InputError, BackendUnavailableError) as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:  # an invalid option value (pydantic) or solver name
+        raise _fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
+    if out_path:
+        result.write(out_path)
+    if summary_path:
+        result.write_summary(summary_path)
+    if changes_path:
+        result.write_changes(changes_path)
+    if as_json:
+        print(json.dumps(result.summary, indent=2, default=str))
+    elif not quiet:
+        print_changes(result.summary, result.changes, out)
+    required = set(result.summary["required_unplaced"])
+    if required:
+        for row in result.table.select(["job_id", "status", "reason", "reason_detail"]).to_pylist():
+            if row["job_id"] in required and row["status"] == "unplaced":
+                err.print(f"infeasible: required job {row['job_id']} cannot be placed: "
+                          f"{row['reason']}: {row['reason_detail']}", highlight=False, markup=False)
+        raise typer.Exit(3)
+
+
+class _Null:
+    def __enter__(self) -> _Null:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, *_: object) -> None:
+        return None
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.2f}/h"
+
+
+def print_changes(summary: dict[str, Any], changes: Any, console: Console) -> None:
+    """Print the re-plan: headline counts, the jobs that change, and MW per site that changed."""
+    c = summary["changes"]
+    gap = summary.get("gap")
+    head = Table(title=f"re-plan - solver {summary['solver']} ({summary['status']}), backend "
+                       f"{summary['backend']}, {summary['seconds']:.2f} s", show_header=False)
+    head.add_row("events", "; ".join(c["events"]) or "none")
+    head.add_row("objective", _money(summary["objective"]))
+    head.add_row("best bound / gap", f"{_money(summary.get('bound'))} / {'-' if gap is None else f'{gap:.3%}'}")
+    head.add_row("moved / stopped / started", f"{c['moved']:,} / {c['stopped']:,} / {c['started']:,}")
+    head.add_row("unchanged (running)", f"{c['unchanged']:,} ({c['unchanged_running']:,})")
+    head.add_row("arrived / departed", f"{c['arrived']:,} / {c['departed']:,}")
+    head.add_row("migration (one-off)", f"${c['migration_usd']:,.2f}")
+    budget = [f"max_moves {c['max_moves']}" if c["max_moves"] is not None else "",
+              f"max_migration_usd {c['max_migration_usd']:,.2f}" if c["max_migration_usd"] is not None else ""]
+    head.add_row("migration budget", ", ".join(b for b in budget if b) or "none")
+    head.add_row("MW shed", f"{c['mw_shed']:,.3f} MW")
+    console.print(head)
+
+    rows = [r for r in changes.to_pylist() if r["change"] != "unchanged"]
+    if rows:
+        rows.sort(key=lambda r: (_ORDER[r["change"]], -(r["priority"] or 0), r["job_id"]))
+        diff = Table(title="jobs that change")
+        for col in ("job", "change", "from", "to", "reason"):
+            diff.add_column(col)
+        for r in rows[:MAX_CHANGE_ROWS]:
+            why = r["reason"] + (f": {r['detail']}" if r["detail"] else "")
+            diff.add_row(escape(r["job_id"]), r["change"], escape(r["from_rows"] or "-"), escape(r["to_rows"] or "-"),
+                         escape(why))
+        if len(rows) > MAX_CHANGE_ROWS:
+            diff.caption = f"{len(rows) - MAX_CHANGE_ROWS:,} more: write them all with --changes FILE"
+        console.print(diff)
+
+    if c["sites"]:
+        sites = Table(title="MW by site (sites that changed or had an event)")
+        for col in ("site", "MW before", "MW after", "cap", "MW shed", "events"):
+            sites.add_column(col, justify="left" if col in ("site", "events") else "right")
+        ranked = sorted(c["sites"], key=lambda s: (-s["mw_shed"], s["site_id"]))
+        for s in ranked[:MAX_SITE_ROWS]:
+            sites.add_row(s["site_id"], f"{s['mw_before']:,.3f}", f"{s['mw_after']:,.3f}", f"{s['mw_cap']:,.3f}",
+                          f"{s['mw_shed']:,.3f}", "; ".join(s["events"]))
+        if len(ranked) > MAX_SITE_ROWS:
+            sites.caption = f"{len(ranked) - MAX_SITE_ROWS} more sites in the summary JSON"
+        console.print(sites)
+    if summary.get("required_unplaced"):
+        console.print(f"[bold red]infeasible:[/] required jobs unplaced: {', '.join(summary['required_unplaced'][:20])}")
