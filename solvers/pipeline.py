@@ -34,7 +34,7 @@ EXACT_MAX_CANDIDATES = 5_000
 # search by the second; the full LP bound takes part of the rest and LNS the remainder.
 CONSTRUCT_SHARE = 0.35
 LOCAL_SEARCH_UNTIL = 0.45
-FULL_LP_SHARE = 0.6
+FULL_LP_SHARE = 0.85
 # Reasons a solver states itself; every other unplaced job is judged again at the end.
 SOLVER_REASONS = (Reason.TIME_LIMIT, Reason.MIGRATION_BUDGET, Reason.SPREAD)
 
