@@ -8,20 +8,8 @@ departed, with the reason.
 
 **Events** (``Curtail``, ``Outage``, ``SetOnline``, ``SetPool``; ``parse_event`` reads the CLI
 form) change the portfolio *now*: ``apply_events`` returns a new, re-validated ``Portfolio`` and
-never mutates its input. Grammar, one event per string, ``KEYWORD=VALUE`` in any order, values
-without spaces::
-
-    curtail site=ID grid_mw=X          the grid interconnect drops (or is restored) to X MW;
-                                       reserve_mw is lowered to X if it was above
-    outage site=ID                     the site goes dark (online = false)
-    offline site=ID / online site=ID   a site leaves service / a new hall comes online
-    pool site=ID gpu_type=T gpus=N     the pool has N GPUs now (added if new); N = 0 empties it.
-                                       An emptied pool is kept with 0 GPUs, so jobs that ran
-                                       there are still known to move when they go elsewhere.
-
-Errors raise ``InputError`` whose source is ``event '<text>'`` and whose location names the
-field: unknown event kind, keyword, site or GPU type (with a did-you-mean), a missing or
-repeated keyword, or a bad number.
+never mutates its input. They live in ``placement.events`` (the grammar and its errors are
+described there) and are re-exported here; the per-job diff is built in ``placement.changes``.
 
 **The current placement** comes from the plan table where it lists a job (a placed row is where
 it runs; an unplaced row means it does not run) and otherwise from the jobs table's
@@ -63,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,206 +59,26 @@ from typing import Annotated, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, ValidationError
+from pydantic import Field
 
+from placement.changes import CHANGES as CHANGES
+from placement.changes import build_changes
 from placement.errors import InputError, InvalidPlanError, did_you_mean
+from placement.events import EVENT_GRAMMAR as EVENT_GRAMMAR
+from placement.events import Curtail as Curtail
+from placement.events import Event as Event
+from placement.events import Outage as Outage
+from placement.events import SetOnline as SetOnline
+from placement.events import SetPool as SetPool
+from placement.events import apply_events, parse_events
+from placement.events import check_event as check_event
+from placement.events import parse_event as parse_event
 from placement.io import write_table
 from placement.jobs import validate_jobs
-from placement.model import Pool, Portfolio, SolveOptions
+from placement.model import Portfolio, SolveOptions
 from placement.plan import Plan, build_plan
-from placement.problem import UNLIMITED, Filter, Problem, compile_problem
-from placement.solution import Reason, Solution, solution_terms
-
-# --- events ---------------------------------------------------------------------------------
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.12g}"
-
-
-@dataclass(frozen=True)
-class Curtail:
-    """The site's grid interconnect is ``grid_mw`` now (facility MW; ``reserve_mw`` capped at it)."""
-
-    site: str
-    grid_mw: float
-
-    @property
-    def text(self) -> str:
-        return f"curtail site={self.site} grid_mw={_fmt(self.grid_mw)}"
-
-
-@dataclass(frozen=True)
-class Outage:
-    """The site went dark: it is offline now."""
-
-    site: str
-
-    @property
-    def text(self) -> str:
-        return f"outage site={self.site}"
-
-
-@dataclass(frozen=True)
-class SetOnline:
-    """The site comes online (a new hall, a repaired site) or goes offline (planned)."""
-
-    site: str
-    online: bool
-
-    @property
-    def text(self) -> str:
-        return f"{'online' if self.online else 'offline'} site={self.site}"
-
-
-@dataclass(frozen=True)
-class SetPool:
-    """The site's pool of ``gpu_type`` has ``gpus`` GPUs now (a new pool is added; 0 empties it)."""
-
-    site: str
-    gpu_type: str
-    gpus: int
-
-    @property
-    def text(self) -> str:
-        return f"pool site={self.site} gpu_type={self.gpu_type} gpus={self.gpus}"
-
-
-Event = Curtail | Outage | SetOnline | SetPool
-
-# kind -> (keyword, type) in order; "float" values are MW >= 0, "int" values counts >= 0.
-_GRAMMAR: dict[str, tuple[tuple[str, str], ...]] = {
-    "curtail": (("site", "str"), ("grid_mw", "float")),
-    "outage": (("site", "str"),),
-    "online": (("site", "str"),),
-    "offline": (("site", "str"),),
-    "pool": (("site", "str"), ("gpu_type", "str"), ("gpus", "int")),
-}
-EVENT_GRAMMAR = (
-    "curtail site=ID grid_mw=X | outage site=ID | online site=ID | offline site=ID | "
-    "pool site=ID gpu_type=T gpus=N"
-)
-
-
-def parse_event(text: str, portfolio: Portfolio | None = None) -> Event:
-    """Parse the CLI form of an event (module docstring); with ``portfolio``, names are checked too.
-
-    Raises ``InputError`` with source ``event '<text>'`` naming the field at fault.
-    """
-    source = f"event '{text}'"
-    tokens = str(text).split()
-    if not tokens:
-        raise InputError(source, [("", f"empty event: expected {EVENT_GRAMMAR}")])
-    kind = tokens[0].lower()
-    if kind not in _GRAMMAR:
-        raise InputError(source, [("kind", f"unknown event '{tokens[0]}'{did_you_mean(kind, _GRAMMAR)}: "
-                                           f"expected one of {', '.join(_GRAMMAR)}")])
-    allowed = dict(_GRAMMAR[kind])
-    values: dict[str, str] = {}
-    problems: list[tuple[str, str]] = []
-    for tok in tokens[1:]:
-        key, eq, value = tok.partition("=")
-        if not eq or not key or not value:
-            problems.append((tok, "expected KEYWORD=VALUE"))
-        elif key not in allowed:
-            problems.append((key, f"unknown keyword for '{kind}'{did_you_mean(key, allowed)}: "
-                                  f"expected {', '.join(allowed)}"))
-        elif key in values:
-            problems.append((key, "given twice"))
-        else:
-            values[key] = value
-    for key in allowed:
-        if key not in values and not any(loc == key for loc, _ in problems):
-            problems.append((key, f"missing: '{kind}' needs {' '.join(f'{k}=...' for k in allowed)}"))
-    parsed: dict[str, Any] = {}
-    for key, value in values.items():
-        if allowed[key] == "float":
-            try:
-                x = float(value)
-            except ValueError:
-                x = math.nan
-            if not (math.isfinite(x) and x >= 0):
-                problems.append((key, f"expected a number of MW >= 0, got {value!r}"))
-            parsed[key] = x
-        elif allowed[key] == "int":
-            if not value.isdigit():
-                problems.append((key, f"expected a whole number >= 0, got {value!r}"))
-            parsed[key] = int(value) if value.isdigit() else 0
-        else:
-            parsed[key] = value
-    if problems:
-        raise InputError(source, problems)
-    event: Event
-    if kind == "curtail":
-        event = Curtail(parsed["site"], parsed["grid_mw"])
-    elif kind == "outage":
-        event = Outage(parsed["site"])
-    elif kind in ("online", "offline"):
-        event = SetOnline(parsed["site"], kind == "online")
-    else:
-        event = SetPool(parsed["site"], parsed["gpu_type"], parsed["gpus"])
-    if portfolio is not None:
-        check_event(event, portfolio, source)
-    return event
-
-
-def check_event(event: Event, portfolio: Portfolio, source: str | None = None) -> None:
-    """Raise ``InputError`` if the event names an unknown site or GPU type, or a bad value."""
-    source = source or f"event '{event.text}'"
-    ids = [s.id for s in portfolio.sites]
-    problems = []
-    if event.site not in ids:
-        problems.append(("site", f"unknown site '{event.site}'{did_you_mean(event.site, ids)}"))
-    if isinstance(event, SetPool):
-        if event.gpu_type not in portfolio.gpu_types:
-            problems.append(("gpu_type", f"unknown GPU type '{event.gpu_type}'"
-                                         f"{did_you_mean(event.gpu_type, portfolio.gpu_types)}"))
-        if not isinstance(event.gpus, int) or event.gpus < 0:
-            problems.append(("gpus", f"expected a whole number >= 0, got {event.gpus!r}"))
-    if isinstance(event, Curtail) and not (math.isfinite(event.grid_mw) and event.grid_mw >= 0):
-        problems.append(("grid_mw", f"expected a number of MW >= 0, got {event.grid_mw!r}"))
-    if problems:
-        raise InputError(source, problems)
-
-
-def apply_events(portfolio: Portfolio, events: Iterable[Event | str]) -> Portfolio:
-    """A new, re-validated Portfolio with ``events`` applied in order (strings are parsed)."""
-    sites = list(portfolio.sites)
-    index = {s.id: i for i, s in enumerate(sites)}
-    for ev in events:
-        ev = parse_event(ev, portfolio) if isinstance(ev, str) else ev
-        check_event(ev, portfolio)
-        i = index[ev.site]
-        site = sites[i]
-        update: dict[str, Any]
-        if isinstance(ev, Curtail):
-            update = {"grid_mw": float(ev.grid_mw), "reserve_mw": min(site.reserve_mw, float(ev.grid_mw))}
-        elif isinstance(ev, Outage):
-            update = {"online": False}
-        elif isinstance(ev, SetOnline):
-            update = {"online": ev.online}
-        else:
-            pools = dict(site.pools)
-            if ev.gpu_type in pools:
-                pools[ev.gpu_type] = pools[ev.gpu_type].model_copy(update={"gpus": int(ev.gpus)})
-            elif ev.gpus > 0:
-                pools[ev.gpu_type] = Pool(gpus=int(ev.gpus))
-            update = {"pools": pools}
-        sites[i] = site.model_copy(update=update)
-    try:
-        return Portfolio.model_validate(portfolio.model_copy(update={"sites": sites}).model_dump())
-    except ValidationError as exc:
-        raise InputError("events", [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) from None
-
-
-def _parse_all(events: Iterable[Event | str], portfolio: Portfolio) -> list[Event]:
-    out = []
-    for ev in events:
-        ev = parse_event(ev, portfolio) if isinstance(ev, str) else ev
-        check_event(ev, portfolio)
-        out.append(ev)
-    return out
-
+from placement.problem import UNLIMITED, Problem, compile_problem
+from placement.solution import Reason, Solution
 
 # --- options --------------------------------------------------------------------------------
 
@@ -565,7 +373,6 @@ def warm_start(problem: Problem, plan: pa.Table, kernels, options: SolveOptions)
 
 # --- the result -----------------------------------------------------------------------------
 
-CHANGES = ("moved", "stopped", "started", "unchanged", "departed")
 # Share of the time limit the warm start (fill and preemption) may use before the solvers.
 WARM_SHARE = 0.7
 
@@ -622,7 +429,7 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
 
     start = time.monotonic()
     opts = options if isinstance(options, ReplanOptions) else replan_options(portfolio, options)
-    parsed = _parse_all(events, portfolio)
+    parsed = parse_events(events, portfolio)
     after = apply_events(portfolio, parsed)
     plan_rows = None
     if current_plan is not None:
@@ -705,7 +512,7 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     if required:
         summary["status"] = "infeasible"
     summary["required_unplaced"] = required
-    changes, section = _changes(after, problem, table, cur, current, solution, plan, report, parsed,
+    changes, section = build_changes(after, problem, table, cur, current, solution, plan, report, parsed,
                                 moved, away, opts)
     summary["moves"] = int(moved.sum())
     summary["changes"] = section
@@ -826,206 +633,6 @@ def _true_moved_column(plan: Plan, P: Problem, current: Any, moved: np.ndarray) 
     col = np.concatenate([row_moved, np.zeros(plan.table.num_rows - len(row_moved), bool)])
     i = plan.table.column_names.index("moved")
     plan.table = plan.table.set_column(i, "moved", pa.array(col, pa.bool_()))
-
-
-def _rows_text(site_ids, type_names, site, gtype, units) -> str:
-    return ",".join(f"{site_ids[s]}/{type_names[t]}×{u}" for s, t, u in zip(site, gtype, units))
-
-
-def _changes(portfolio: Portfolio, P: Problem, jobs: pa.Table, cur: CurrentState, current: Any,
-             sol: Solution, plan: Plan, report: Any, events: list[Event], moved: np.ndarray,
-             away: np.ndarray, opts: ReplanOptions) -> tuple[pa.Table, dict[str, Any]]:
-    """The per-job diff table and the summary's ``changes`` section."""
-    from placement.kernels.reference import candidate_speed, unit_terms  # noqa: PLC0415
-    from placement.solvers.repair import Cause  # noqa: PLC0415
-
-    n = P.n_jobs
-    types = list(portfolio.gpu_types)
-    site_ids = P.site_ids
-    was = np.zeros(n, bool)
-    was[cur.job] = True
-    now = sol.reason == Reason.PLACED
-    change = np.full(n, "unchanged", object)
-    change[was & ~now] = "stopped"
-    change[~was & now] = "started"
-    change[moved] = "moved"
-
-    # Rows before (portfolio indices) and after (problem pools -> site/type indices).
-    t_of_problem = np.array([types.index(t) for t in P.type_names], np.int64)
-    new_site = P.pool_site[sol.row_pool]
-    new_type = t_of_problem[P.pool_type[sol.row_pool]]
-    from_s, from_t, from_rows = _per_job(n, cur.job, cur.site, cur.gpu_type, cur.units, site_ids, types)
-    to_s, to_t, to_rows = _per_job(n, sol.row_job, new_site, new_type, sol.row_units, site_ids, types)
-
-    # Net $/h before (old rows at today's prices, no migration) and now (the plan's net).
-    t_now = solution_terms(P, sol)
-    net_now = np.bincount(sol.row_job, weights=t_now["net"], minlength=n)
-    speed = candidate_speed(P, current.job, current.pool)
-    t_old = unit_terms(P, current.job, current.pool, np.nan_to_num(speed))
-    old_net_rows = (t_old["value"] - t_old["energy"] - t_old["carbon"] - t_old["pair"]) * current.units
-    old_net_rows = np.where(np.isnan(speed), np.nan, old_net_rows)
-    net_old = np.bincount(current.job, weights=old_net_rows, minlength=n) if len(current.job) else np.zeros(n)
-    priceable = np.ones(n, bool)
-    priceable[current.job[np.isnan(speed)]] = False
-    delta = np.where(priceable, net_now - np.where(was, net_old, 0.0), np.nan)
-
-    # Causes: events at the sites a job ran on.
-    site_events: dict[int, list[str]] = {}
-    for ev in events:
-        site_events.setdefault(site_ids.index(ev.site), []).append(ev.text)
-    plan_reason = {}
-    tbl = plan.table
-    status = tbl.column("status").to_numpy(zero_copy_only=False)
-    unpl = np.flatnonzero(status == "unplaced")
-    ids_col = tbl.column("job_id").to_numpy(zero_copy_only=False)
-    rc = tbl.column("reason").to_numpy(zero_copy_only=False)
-    rd = tbl.column("reason_detail").to_numpy(zero_copy_only=False)
-    for i in unpl.tolist():
-        plan_reason[ids_col[i]] = (rc[i], rd[i])
-    cur_sites: dict[int, set] = {}
-    for j, s in zip(cur.job.tolist(), cur.site.tolist()):
-        cur_sites.setdefault(j, set()).add(s)
-
-    def displaced_text(j: int) -> str:
-        texts = sorted({t for s in cur_sites.get(j, ()) for t in site_events.get(s, [])})
-        cause = report.cause[j]
-        why = {Cause.INELIGIBLE: "it may no longer run where it ran",
-               Cause.POWER: "its site is over its power cap", Cause.GPUS: "its pool is over its GPUs",
-               Cause.BUDGET: "the migration budget"}.get(int(cause), "")
-        if cause == Cause.INELIGIBLE and P.job_filter[j] != Filter.OK:
-            from placement.plan import FILTER_TEXT  # noqa: PLC0415
-
-            why = f"no eligible site: {FILTER_TEXT[Filter(int(P.job_filter[j]))]}"
-        if texts and cause == Cause.INELIGIBLE:
-            return "; ".join(texts)
-        return "; ".join([*texts, why] if why else texts)
-
-    ids = P.job_ids
-    reason = np.full(n, "", object)
-    detail = np.full(n, "", object)
-    mig_usd = np.where(moved, away * P.job_migration_usd, 0.0)
-    for j in np.flatnonzero(change != "unchanged").tolist():
-        c = change[j]
-        displaced = report.cause[j] not in (Cause.KEPT, Cause.ABSENT)
-        if c == "moved":
-            if displaced:
-                reason[j], detail[j] = "displaced", f"could not stay: {displaced_text(j)}"
-            elif not math.isnan(delta[j]) and delta[j] > 0:
-                reason[j] = "better_placement"
-                detail[j] = (f"gains ${delta[j]:,.2f}/h net of its migration cost "
-                             f"(${mig_usd[j]:,.2f} one-off) and threshold")
-            else:
-                reason[j] = "makes_room"
-                detail[j] = "moved so that higher-tier or higher-value jobs fit"
-        elif c == "stopped":
-            code, sentence = plan_reason.get(ids[j], ("", ""))
-            reason[j] = code
-            detail[j] = f"{displaced_text(j)}: {sentence}" if displaced else sentence
-        elif c == "started":
-            reason[j] = "arrived" if cur.arrived[j] else "started"
-            detail[j] = "a new job, placed" if cur.arrived[j] else "not running before; placed now"
-    for j in np.flatnonzero((change == "unchanged") & ~now).tolist():
-        reason[j], detail[j] = plan_reason.get(ids[j], ("", ""))
-
-    kind = np.where(P.job_kind == 1, "inference", "training")
-    gpus_now = np.bincount(sol.row_job, weights=sol.row_units * P.job_gpus_unit[sol.row_job], minlength=n)
-    units_now = np.bincount(sol.row_job, weights=sol.row_units, minlength=n)
-    units_before = np.bincount(cur.job, weights=cur.units, minlength=n) if len(cur.job) else np.zeros(n)
-    units_show = np.where(now, units_now, units_before).astype(np.int64)
-    gpus_show = np.where(now, gpus_now, units_before * P.job_gpus_unit).astype(np.int64)
-
-    # Departed jobs.
-    dep = cur.departed
-    dep_ids = sorted(dep.listed)
-    dep_pos = {k: i for i, k in enumerate(dep_ids)}
-    dj = np.array([dep_pos[k] for k in dep.job_id.tolist()], np.int64)
-    d_s, d_t, d_rows = _per_job(len(dep_ids), dj, dep.site, dep.gpu_type, dep.units, site_ids, types)
-    d_units = np.bincount(dj, weights=dep.units, minlength=len(dep_ids)).astype(np.int64)
-
-    def col(a, b, type_=pa.string()):
-        return pa.array(list(a) + list(b), type_)
-
-    nd = len(dep_ids)
-    none = [None] * nd
-    table = pa.table({
-        "job_id": col(ids.tolist(), dep_ids),
-        "kind": col(kind.tolist(), none),
-        "priority": col(P.job_priority.tolist(), none, pa.int64()),
-        "change": col(change.tolist(), ["departed"] * nd),
-        "from_site": col(from_s, d_s),
-        "from_gpu_type": col(from_t, d_t),
-        "to_site": col(to_s, none),
-        "to_gpu_type": col(to_t, none),
-        "from_rows": col(from_rows, d_rows),
-        "to_rows": col(to_rows, none),
-        "replicas": col(units_show.tolist(), d_units.tolist(), pa.int64()),
-        "gpus": col(gpus_show.tolist(), none, pa.int64()),
-        "migration_usd": col(mig_usd.tolist(), [0.0] * nd, pa.float64()),
-        "net_change_usd_per_hour": col([None if math.isnan(x) else float(x) for x in delta], none, pa.float64()),
-        "arrived": col(cur.arrived.tolist(), [False] * nd, pa.bool_()),
-        "reason": col(reason.tolist(), ["departed"] * nd),
-        "detail": col(detail.tolist(), ["not in the jobs table any more" + (" (was running)" if r else "")
-                                        for r in d_rows]),
-    })
-
-    # MW per site: before (as the plan reported it, else recomputed) and now.
-    after_mw = np.bincount(P.pool_site[sol.row_pool], weights=t_now["mw"], minlength=P.n_sites)
-    if np.isnan(cur.before_mw).any():
-        before_mw = np.bincount(P.pool_site[current.pool], weights=t_old["mw"] * current.units, minlength=P.n_sites)
-    else:
-        before_mw = cur.before_mw
-    with_event = {site_ids.index(ev.site) for ev in events}
-    sites = []
-    for s in range(P.n_sites):
-        if abs(after_mw[s] - before_mw[s]) > 1e-9 or s in with_event:
-            sites.append({"site_id": site_ids[s], "mw_before": float(before_mw[s]), "mw_after": float(after_mw[s]),
-                          "mw_cap": float(P.site_cap_mw[s]), "mw_shed": float(max(before_mw[s] - after_mw[s], 0.0)),
-                          "events": site_events.get(s, [])})
-    counts = {c: int((change == c).sum()) for c in CHANGES[:-1]}
-    counts["departed"] = nd
-    section = {
-        **counts,
-        "arrived": int(cur.arrived.sum()),
-        "unchanged_running": int(((change == "unchanged") & now).sum()),
-        "migration_usd": float(mig_usd.sum()),
-        "mw_shed": float(sum(x["mw_shed"] for x in sites)),
-        "events": [ev.text for ev in events],
-        "max_moves": opts.max_moves,
-        "max_migration_usd": opts.max_migration_usd,
-        "move_threshold_usd_per_hour": opts.move_threshold_usd_per_hour,
-        "default_migration_cost_usd": opts.default_migration_cost_usd,
-        "default_migration_hours": opts.default_migration_hours,
-        "sites": sites,
-    }
-    return table, section
-
-
-def _per_job(n: int, job: np.ndarray, site: np.ndarray, gtype: np.ndarray, units: np.ndarray,
-             site_ids: list[str], types: list[str]) -> tuple[list, list, list]:
-    """Per job: the largest row's site and type, and every row as text (None where it has none)."""
-    s_out: list = [None] * n
-    t_out: list = [None] * n
-    rows_out: list = [None] * n
-    if len(job) == 0:
-        return s_out, t_out, rows_out
-    order = np.lexsort((gtype, site, -units, job))
-    j, s, t, u = job[order], site[order], gtype[order], units[order]
-    first = np.ones(len(j), bool)
-    first[1:] = j[1:] != j[:-1]
-    starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], len(j))
-    sid = np.array(site_ids, object)
-    tid = np.array(types, object)
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        jj = int(j[a])
-        s_out[jj] = sid[s[a]]
-        t_out[jj] = tid[t[a]]
-        if b - a == 1:
-            rows_out[jj] = f"{sid[s[a]]}/{tid[t[a]]}×{u[a]}"
-        else:
-            k = np.lexsort((t[a:b], s[a:b]))
-            rows_out[jj] = _rows_text(sid, tid, s[a:b][k], t[a:b][k], u[a:b][k])
-    return s_out, t_out, rows_out
 
 
 __all__ = [
