@@ -10,48 +10,19 @@ import json
 import logging
 import os
 import platform
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from placement.cli_common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
+                                  TimeLimitOpt, check_outputs, exit_if_required_unplaced, fail, load_inputs,
+                                  out, progress)
 from placement.errors import BackendUnavailableError, InputError
 from placement.replan_cli import replan as _replan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-class BackendChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    gpu = "gpu"
-    reference = "reference"
-
-
-ConfigArg = Annotated[Path, typer.Argument(help="portfolio config (.toml, .yaml, .json)")]
 JobsOpt = Annotated[Optional[Path], typer.Option("--jobs", help="jobs table (.parquet, .arrow, .csv); default: the config's inline [[jobs]]")]
-PairsOpt = Annotated[Optional[Path], typer.Option("--pairs", help="pair-override table")]
-
-
-def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _load(config: Path, jobs: Path | None, pairs: Path | None):
-    from placement.config import load_config  # noqa: PLC0415
-    from placement.io import read_jobs, read_pairs  # noqa: PLC0415
-
-    cfg = load_config(config)
-    job_table = read_jobs(jobs, cfg.portfolio) if jobs else cfg.jobs
-    if job_table is None:
-        raise InputError(str(config), [("jobs", "no inline [[jobs]] in the config and no --jobs file given")])
-    pair_table = read_pairs(pairs, cfg.portfolio, job_table) if pairs else (cfg.pairs if not jobs else None)
-    return cfg.portfolio, job_table, pair_table
 
 
 @app.command()
@@ -61,37 +32,29 @@ def solve(
     pairs: PairsOpt = None,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write the plan (.parquet, .csv, .json, .arrow)")] = None,
     summary_path: Annotated[Optional[Path], typer.Option("--summary", help="write the summary JSON")] = None,
-    solver: Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns")] = None,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="seconds")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
-    backend: Annotated[Optional[BackendChoice], typer.Option(help="scoring backend")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    solver: SolverOpt = None,
+    time_limit: TimeLimitOpt = None,
+    seed: SeedOpt = None,
+    backend: BackendOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Solve a portfolio's jobs into a plan; print a summary, write the plan and summary."""
     from placement.api import solve as solve_plan  # noqa: PLC0415
 
     try:
-        portfolio, job_table, pair_table = _load(config, jobs, pairs)
+        check_outputs((out_path,), summary_path)
+        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         given = {"solver": solver, "time_limit_s": time_limit, "seed": seed,
                  "backend": backend.value if backend else None}
         options = portfolio.solve.model_validate(
             {**portfolio.solve.model_dump(), **{k: v for k, v in given.items() if v is not None}})
-        for path in (out_path, summary_path):
-            if path is not None and path.suffix.lower() not in (".parquet", ".csv", ".json", ".arrow", ".feather"):
-                raise InputError(str(path), [("", f"unknown output extension '{path.suffix}'")])
-        if summary_path is not None and summary_path.suffix.lower() != ".json":
-            raise InputError(str(summary_path), [("", "the summary is JSON: use a .json file name")])
-        show = not (quiet or as_json)
-        with out.status("solving...", spinner="dots") if show else _Null() as status:
-            def progress(objective: float, bound: float) -> None:
-                if show:
-                    status.update(f"solving... incumbent ${objective:,.2f}/h, bound ${bound:,.2f}/h")
-            plan = solve_plan(portfolio, job_table, pair_table, options, on_progress=progress)
+        with progress("solving", show=not (quiet or as_json)) as on_progress:
+            plan = solve_plan(portfolio, job_table, pair_table, options, on_progress=on_progress)
     except (InputError, BackendUnavailableError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except ValueError as exc:  # e.g. an unknown solver name or invalid option value
-        raise _fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
+        raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
     if out_path:
         plan.write(out_path)
     if summary_path:
@@ -102,24 +65,7 @@ def solve(
         from placement.report import print_report  # noqa: PLC0415
 
         print_report(plan.summary, out)
-    required = set(plan.summary["required_unplaced"])
-    if required:
-        for row in plan.table.select(["job_id", "status", "reason", "reason_detail"]).to_pylist():
-            if row["job_id"] in required and row["status"] == "unplaced":
-                err.print(f"infeasible: required job {row['job_id']} cannot be placed: "
-                          f"{row['reason']}: {row['reason_detail']}", highlight=False)
-        raise typer.Exit(3)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, *_: object) -> None:
-        return None
+    exit_if_required_unplaced(plan.summary, plan.table)
 
 
 @app.command()
@@ -134,10 +80,10 @@ def validate(
     from placement.validate import validate_plan  # noqa: PLC0415
 
     try:
-        portfolio, job_table, pair_table = _load(config, jobs, pairs)
+        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         violations = validate_plan(portfolio, job_table, read_plan_table(plan), pair_table)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if not violations:
         out.print(f"valid: {job_table.num_rows:,} jobs, every hard constraint holds")
         return
@@ -160,11 +106,11 @@ def generate(
     from placement.generate import FAMILIES, write_instance  # noqa: PLC0415
 
     if family not in FAMILIES:
-        raise _fail(InputError("command line", [("FAMILY", f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")]))
+        raise fail(InputError("command line", [("FAMILY", f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")]))
     try:
         paths = write_instance(family, n_jobs, n_sites, seed, out_dir, base_config=portfolio)
     except InputError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"wrote {paths[0]} and {paths[1]}")
 
 

@@ -17,24 +17,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from placement.cli_common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
+                                  TimeLimitOpt, check_outputs, exit_if_required_unplaced, fail, load_inputs,
+                                  out, progress)
 from placement.errors import BackendUnavailableError, InputError
-from placement.kernels.backend import Backend
+from placement.report import money
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 MAX_CHANGE_ROWS = 30
 MAX_SITE_ROWS = 25
-OUTPUT_SUFFIXES = (".parquet", ".csv", ".json", ".arrow", ".feather")
 _ORDER = {"moved": 0, "stopped": 1, "started": 2, "departed": 3, "unchanged": 4}
 
 
-def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def replan(
-    config: Annotated[Path, typer.Argument(help="portfolio config (.toml, .yaml, .json)")],
+    config: ConfigArg,
     jobs: Annotated[Optional[Path], typer.Option("--jobs", help="jobs table as it is now (.parquet, .arrow, .csv); default: the config's inline jobs")] = None,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="the plan running now (from `placement solve --out` or `replan --out`); default: the jobs' current_site / current_gpu_type")] = None,
     event: Annotated[Optional[list[str]], typer.Option("--event", help="an event, repeatable: 'curtail site=ID grid_mw=X', 'outage site=ID', 'online site=ID', 'offline site=ID', 'pool site=ID gpu_type=T gpus=N'")] = None,
@@ -44,49 +39,33 @@ def replan(
     out_path: Annotated[Optional[Path], typer.Option("--out", help="write the new plan (.parquet, .csv, .json, .arrow)")] = None,
     summary_path: Annotated[Optional[Path], typer.Option("--summary", help="write the summary JSON (with its 'changes' section)")] = None,
     changes_path: Annotated[Optional[Path], typer.Option("--changes", help="write the per-job diff table (.parquet, .csv, .json, .arrow)")] = None,
-    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="pair-override table")] = None,
+    pairs: PairsOpt = None,
     polish: Annotated[bool, typer.Option("--polish/--no-polish", help="auto on large instances: improve the warm start by LNS (--no-polish: fewest changes)")] = True,
-    solver: Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns")] = None,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="seconds")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
-    backend: Annotated[Optional[Backend], typer.Option(help="scoring backend")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    solver: SolverOpt = None,
+    time_limit: TimeLimitOpt = None,
+    seed: SeedOpt = None,
+    backend: BackendOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-plan after events from the plan running now: write the new plan, print what changes."""
-    from placement.config import load_config  # noqa: PLC0415
-    from placement.io import read_jobs, read_pairs  # noqa: PLC0415
     from placement.replan import parse_event, replan_options  # noqa: PLC0415
     from placement.replan import replan as run_replan
 
     try:
-        for path in (out_path, summary_path, changes_path):
-            if path is not None and path.suffix.lower() not in OUTPUT_SUFFIXES:
-                raise InputError(str(path), [("", f"unknown output extension '{path.suffix}': expected one of "
-                                                  f"{', '.join(OUTPUT_SUFFIXES)}")])
-        if summary_path is not None and summary_path.suffix.lower() != ".json":
-            raise InputError(str(summary_path), [("", "the summary is JSON: use a .json file name")])
-        cfg = load_config(config)
-        portfolio = cfg.portfolio
-        job_table = read_jobs(jobs, portfolio) if jobs else cfg.jobs
-        if job_table is None:
-            raise InputError(str(config), [("jobs", "no inline [[jobs]] in the config and no --jobs file given")])
-        pair_table = read_pairs(pairs, portfolio, job_table) if pairs else (cfg.pairs if not jobs else None)
+        check_outputs((out_path, changes_path), summary_path)
+        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         events = [parse_event(text, portfolio) for text in event or []]
         options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,
                                  backend=backend.value if backend else None, max_moves=max_moves,
                                  max_migration_usd=max_migration_usd, move_threshold_usd_per_hour=threshold,
                                  polish=polish)
-        show = not (quiet or as_json)
-        with out.status("re-planning...", spinner="dots") if show else _Null() as status:
-            def progress(objective: float, bound: float) -> None:
-                if show:
-                    status.update(f"re-planning... incumbent ${objective:,.2f}/h, bound ${bound:,.2f}/h")
-            result = run_replan(portfolio, job_table, plan, events, options, pair_table, on_progress=progress)
+        with progress("re-planning", show=not (quiet or as_json)) as on_progress:
+            result = run_replan(portfolio, job_table, plan, events, options, pair_table, on_progress=on_progress)
     except (InputError, BackendUnavailableError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except ValueError as exc:  # an invalid option value (pydantic) or solver name
-        raise _fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
+        raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
     if out_path:
         result.write(out_path)
     if summary_path:
@@ -97,28 +76,7 @@ def replan(
         print(json.dumps(result.summary, indent=2, default=str))
     elif not quiet:
         print_changes(result.summary, result.changes, out)
-    required = set(result.summary["required_unplaced"])
-    if required:
-        for row in result.table.select(["job_id", "status", "reason", "reason_detail"]).to_pylist():
-            if row["job_id"] in required and row["status"] == "unplaced":
-                err.print(f"infeasible: required job {row['job_id']} cannot be placed: "
-                          f"{row['reason']}: {row['reason_detail']}", highlight=False, markup=False)
-        raise typer.Exit(3)
-
-
-class _Null:
-    def __enter__(self) -> _Null:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, *_: object) -> None:
-        return None
-
-
-def _money(x: float | None) -> str:
-    return "-" if x is None else f"${x:,.2f}/h"
+    exit_if_required_unplaced(result.summary, result.table)
 
 
 def print_changes(summary: dict[str, Any], changes: Any, console: Console) -> None:
@@ -128,8 +86,8 @@ def print_changes(summary: dict[str, Any], changes: Any, console: Console) -> No
     head = Table(title=f"re-plan - solver {summary['solver']} ({summary['status']}), backend "
                        f"{summary['backend']}, {summary['seconds']:.2f} s", show_header=False)
     head.add_row("events", "; ".join(c["events"]) or "none")
-    head.add_row("objective", _money(summary["objective"]))
-    head.add_row("best bound / gap", f"{_money(summary.get('bound'))} / {'-' if gap is None else f'{gap:.3%}'}")
+    head.add_row("objective", money(summary["objective"]))
+    head.add_row("best bound / gap", f"{money(summary.get('bound'))} / {'-' if gap is None else f'{gap:.3%}'}")
     head.add_row("moved / stopped / started", f"{c['moved']:,} / {c['stopped']:,} / {c['started']:,}")
     head.add_row("unchanged (running)", f"{c['unchanged']:,} ({c['unchanged_running']:,})")
     head.add_row("arrived / departed", f"{c['arrived']:,} / {c['departed']:,}")

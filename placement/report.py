@@ -10,7 +10,8 @@ from rich.table import Table
 MAX_SITE_ROWS = 25
 
 
-def _money(x: float | None) -> str:
+def money(x: float | None) -> str:
+    """Dollars per hour for tables, '-' when unknown."""
     return "-" if x is None else f"${x:,.2f}/h"
 
 
@@ -20,11 +21,11 @@ def print_report(summary: dict[str, Any], console: Console) -> None:
     head = Table(title=f"placement {summary['version']} - solver {summary['solver']} "
                        f"({summary['status']}), backend {summary['backend']}, {summary['seconds']:.2f} s",
                  show_header=False)
-    head.add_row("objective", _money(summary["objective"]))
-    head.add_row("best bound", _money(summary.get("bound")))
+    head.add_row("objective", money(summary["objective"]))
+    head.add_row("best bound", money(summary.get("bound")))
     head.add_row("gap", "-" if gap is None else f"{gap:.3%}")
     for key, value in summary["objective_breakdown"].items():
-        head.add_row(f"  {key.removesuffix('_usd_per_hour')}", _money(value))
+        head.add_row(f"  {key.removesuffix('_usd_per_hour')}", money(value))
     head.add_row("jobs placed", f"{summary['jobs_placed']:,} of {summary['jobs_total']:,}")
     head.add_row("GPUs placed / MW used", f"{summary['gpus_placed']:,} / {summary['mw_used']:,.2f} MW")
     console.print(head)
@@ -34,7 +35,7 @@ def print_report(summary: dict[str, Any], console: Console) -> None:
         tiers.add_column(col, justify="right")
     for prio, row in summary["objective_by_tier"].items():
         tiers.add_row(prio, f"{row['jobs']:,}", f"{row['placed']:,}", f"{row['jobs'] - row['placed']:,}",
-                      f"{row['gpus_placed']:,}", _money(row["objective"]))
+                      f"{row['gpus_placed']:,}", money(row["objective"]))
     console.print(tiers)
 
     sites = Table(title="sites (most MW first)")
