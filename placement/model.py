@@ -94,7 +94,7 @@ class ObjectiveSettings(_Strict):
 
 
 class SolveOptions(_Strict):
-    """How to solve: solver, limits, seed, backend and the migration budget."""
+    """How to solve: solver, limits, seed, backend, the migration budget and the parallel executor."""
 
     solver: str = "auto"
     time_limit_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
@@ -103,6 +103,11 @@ class SolveOptions(_Strict):
     threads: Annotated[int, Field(ge=0)] = 0  # 0: all cores
     max_moves: Annotated[int, Field(ge=0)] | None = None
     max_migration_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    # The decomposed solver and sweeps: how many parts, on which executor, with how many workers.
+    parts: Annotated[int, Field(ge=0)] = 0  # 0: one per worker
+    executor: Literal["local", "ray"] = "local"
+    workers: Annotated[int, Field(ge=0)] = 0  # 0: all cores (local) or the cluster's CPUs (ray)
+    address: str | None = None  # an existing Ray cluster; None: start a local one
 
 
 class Portfolio(_Strict):

@@ -27,7 +27,7 @@ from placement.solvers.reasons import explain_unplaced
 
 log = logging.getLogger("placement")
 
-SOLVERS = ("auto", "greedy", "exact", "price", "lns")
+SOLVERS = ("auto", "greedy", "exact", "price", "lns", "decomposed")
 # Above this many candidate (job, pool) pairs `auto` does not try to prove optimality.
 EXACT_MAX_CANDIDATES = 5_000
 # Shares of the time limit: construction (tiered LP + price greedy) ends by the first, local
@@ -93,6 +93,10 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     """
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
+    if options.solver == "decomposed":
+        from placement.solvers.decomposed import solve_decomposed  # noqa: PLC0415
+
+        return solve_decomposed(problem, options, kernels, on_progress=on_progress, initial=initial)
     P = problem
     start = time.monotonic()
     deadline = start + options.time_limit_s
