@@ -12,7 +12,7 @@ from placement.errors import InvalidPlanError
 from placement.kernels import kernels_for
 from placement.model import Portfolio, SolveOptions
 from placement.plan import Plan, build_plan
-from placement.problem import compile_problem
+from placement.problem import Problem, compile_problem
 from placement.solvers.pipeline import Progress, run_pipeline
 from placement.validate import validate_plan
 
@@ -36,17 +36,19 @@ def input_digest(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None) -
 
 def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
           options: SolveOptions | None = None, *, on_progress: Progress | None = None,
-          initial_plan: pa.Table | None = None) -> Plan:
+          initial_plan: pa.Table | None = None, problem: Problem | None = None) -> Plan:
     """Compile, solve and validate. ``jobs``/``pairs`` are validated tables (``read_jobs``).
 
     Raises ``InvalidPlanError`` if the solver broke a hard constraint (a bug). A required job
     that cannot be placed is not an error here: the plan's summary has status ``infeasible``
     and lists it under ``required_unplaced``. ``initial_plan`` (a plan table) warm-starts the
-    solvers: ``placement.replan.warm_start`` maps, repairs and fills it.
+    solvers: ``placement.replan.warm_start`` maps, repairs and fills it. ``problem``, when
+    given, must be these inputs already compiled (sweeps reuse one across scenarios).
     """
     options = options or portfolio.solve
     start = time.monotonic()
-    problem = compile_problem(portfolio, jobs, pairs, options)
+    if problem is None:
+        problem = compile_problem(portfolio, jobs, pairs, options)
     kernels = kernels_for(problem, options.backend)
     initial = None
     if initial_plan is not None:

@@ -1,4 +1,4 @@
-"""The ``placement`` command line: solve, validate, replan, generate, info.
+"""The ``placement`` command line: solve, validate, replan, sweep, generate, info.
 
 Exit codes: 0 ok; 1 an invalid plan (``validate``); 2 bad input or an unusable backend;
 3 a required job cannot be placed (the plan is still written, with it unplaced).
@@ -15,11 +15,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from placement.cli_common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
-                                  TimeLimitOpt, check_outputs, exit_if_required_unplaced, fail, load_inputs,
-                                  out, progress)
+from placement.cli_common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
+                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs,
+                                  exit_if_required_unplaced, fail, load_inputs, out, progress, solve_options)
 from placement.errors import BackendUnavailableError, InputError
 from placement.replan_cli import replan as _replan
+from placement.sweep_cli import sweep as _sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 JobsOpt = Annotated[Optional[Path], typer.Option("--jobs", help="jobs table (.parquet, .arrow, .csv); default: the config's inline [[jobs]]")]
@@ -36,6 +37,10 @@ def solve(
     time_limit: TimeLimitOpt = None,
     seed: SeedOpt = None,
     backend: BackendOpt = None,
+    parts: Annotated[Optional[int], typer.Option(min=0, help="--solver decomposed: sub-problems; 0: one per worker")] = None,
+    executor: ExecutorOpt = None,
+    workers: WorkersOpt = None,
+    address: AddressOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -45,10 +50,9 @@ def solve(
     try:
         check_outputs((out_path,), summary_path)
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
-        given = {"solver": solver, "time_limit_s": time_limit, "seed": seed,
-                 "backend": backend.value if backend else None}
-        options = portfolio.solve.model_validate(
-            {**portfolio.solve.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+        options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed,
+                                backend=backend.value if backend else None, parts=parts, executor=executor,
+                                workers=workers, address=address)
         with progress("solving", show=not (quiet or as_json)) as on_progress:
             plan = solve_plan(portfolio, job_table, pair_table, options, on_progress=on_progress)
     except (InputError, BackendUnavailableError) as exc:
@@ -140,8 +144,9 @@ def info() -> None:
         out.print(f"{k:>10}: {v}", highlight=False, markup=False)
 
 
-# `placement replan` lives in its own module (it is the scheduler-facing half of the CLI).
+# `placement replan` (for schedulers) and `placement sweep` (for planners) live in their own modules.
 app.command(name="replan")(_replan)
+app.command(name="sweep")(_sweep)
 
 
 def main() -> None:

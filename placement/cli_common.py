@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from placement.errors import InputError
 from placement.kernels.backend import Backend
-from placement.model import Portfolio
+from placement.model import Portfolio, SolveOptions
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -23,12 +23,15 @@ OUTPUT_SUFFIXES = (".parquet", ".csv", ".json", ".arrow", ".feather")
 
 ConfigArg = Annotated[Path, typer.Argument(help="portfolio config (.toml, .yaml, .json)")]
 PairsOpt = Annotated[Optional[Path], typer.Option("--pairs", help="pair-override table")]
-SolverOpt = Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns")]
+SolverOpt = Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns | decomposed")]
 TimeLimitOpt = Annotated[Optional[float], typer.Option("--time-limit", help="seconds")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="random seed")]
 BackendOpt = Annotated[Optional[Backend], typer.Option(help="scoring backend")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (process pool) | ray (needs the 'distributed' extra)")]
+WorkersOpt = Annotated[Optional[int], typer.Option(min=0, help="parallel workers; 0: all cores")]
+AddressOpt = Annotated[Optional[str], typer.Option(help="an existing Ray cluster's address (with --executor ray)")]
 
 
 def fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -48,6 +51,20 @@ def load_inputs(config: Path, jobs: Path | None, pairs: Path | None) -> tuple[Po
         raise InputError(str(config), [("jobs", "no inline [[jobs]] in the config and no --jobs file given")])
     pair_table = read_pairs(pairs, cfg.portfolio, job_table) if pairs else (cfg.pairs if not jobs else None)
     return cfg.portfolio, job_table, pair_table
+
+
+def solve_options(portfolio: Portfolio, **given: Any) -> SolveOptions:
+    """The config's [solve] options with the command line's given values (None: not given) on top."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from placement.config import validation_problems  # noqa: PLC0415
+
+    try:
+        return portfolio.solve.model_validate(
+            {**portfolio.solve.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as exc:
+        problems = [("--" + loc.removesuffix("_s").replace("_", "-"), msg) for loc, msg in validation_problems(exc)]
+        raise InputError("command line", problems) from None
 
 
 def check_outputs(tables: tuple[Path | None, ...], summary: Path | None) -> None:

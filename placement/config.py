@@ -86,7 +86,7 @@ def portfolio_from_dict(data: dict[str, Any], source: str) -> model.Portfolio:
     try:
         return model.Portfolio.model_validate(data)
     except ValidationError as exc:
-        raise InputError(source, _pydantic_problems(exc)) from None
+        raise InputError(source, validation_problems(exc)) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -122,7 +122,7 @@ def _known_fields() -> set[str]:
     return names
 
 
-def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     problems = []
     known = _known_fields()
     for err in exc.errors():

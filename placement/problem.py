@@ -160,7 +160,6 @@ def compile_problem(
     site_index = {s.id: i for i, s in enumerate(sites)}
     regions = sorted({s.region for s in sites})
     region_index = {r: i for i, r in enumerate(regions)}
-    carbon_price = portfolio.objective.carbon_usd_per_tonne
 
     pool_site, pool_type, pool_gpus, pool_kw = [], [], [], []
     for si, s in enumerate(sites):
@@ -252,10 +251,7 @@ def compile_problem(
     return Problem(
         site_ids=[s.id for s in sites],
         site_region=np.array([region_index[s.region] for s in sites], np.int32),
-        site_cap_mw=np.array([(s.grid_mw - s.reserve_mw) if s.online else 0.0 for s in sites]),
-        site_pue=np.array([s.pue for s in sites]),
-        site_energy_usd_per_mwh=np.array([s.price_usd_per_mwh for s in sites], np.float64),
-        site_carbon_usd_per_mwh=np.array([s.carbon_kg_per_mwh * carbon_price / 1000.0 for s in sites]),
+        **_site_figures(portfolio),
         site_max_gang=site_max_gang,
         type_names=type_names,
         pool_site=pool_site_a,
@@ -293,6 +289,38 @@ def compile_problem(
         max_migration_usd=math.inf if options.max_migration_usd is None else float(options.max_migration_usd),
         meta={"portfolio": portfolio.name},
     )
+
+
+def _site_figures(portfolio: Portfolio) -> dict[str, np.ndarray]:
+    """The per-site numbers that change no eligibility: capacity, PUE and $ per facility MWh."""
+    sites, carbon_price = portfolio.sites, portfolio.objective.carbon_usd_per_tonne
+    return {
+        "site_cap_mw": np.array([(s.grid_mw - s.reserve_mw) if s.online else 0.0 for s in sites]),
+        "site_pue": np.array([s.pue for s in sites]),
+        "site_energy_usd_per_mwh": np.array([s.price_usd_per_mwh for s in sites], np.float64),
+        "site_carbon_usd_per_mwh": np.array([s.carbon_kg_per_mwh * carbon_price / 1000.0 for s in sites]),
+    }
+
+
+def same_structure(a: Portfolio, b: Portfolio) -> bool:
+    """True if ``b`` differs from ``a`` only in figures ``with_site_figures`` can apply.
+
+    Those are grid and reserve MW (of online sites), PUE, energy price and carbon intensity.
+    Anything else (sites on or off, pools, regions, leases, types, objective settings) changes
+    eligibility or job terms and needs a fresh ``compile_problem``.
+    """
+    figures = {"grid_mw", "reserve_mw", "pue", "price_usd_per_mwh", "carbon_kg_per_mwh"}
+    if a.model_dump(exclude={"sites", "solve"}) != b.model_dump(exclude={"sites", "solve"}) or len(a.sites) != len(b.sites):
+        return False
+    return all(x.model_dump(exclude=figures) == y.model_dump(exclude=figures) for x, y in zip(a.sites, b.sites))
+
+
+def with_site_figures(problem: Problem, portfolio: Portfolio) -> Problem:
+    """``problem`` with the site figures of ``portfolio`` (which must pass ``same_structure``).
+
+    What-if sweeps over curtailment, PUE or prices reuse one compiled problem this way.
+    """
+    return dataclasses.replace(problem, **_site_figures(portfolio))
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
