@@ -88,35 +88,57 @@ def _call_local(fn: Task, item: Any) -> Any:
 
 
 class LocalExecutor(Executor):
-    """A process pool (spawned, so no forked copy of Numba's or HiGHS's threads)."""
+    """A process pool (spawned, so no forked copy of Numba's or HiGHS's threads).
+
+    The pool lives until ``close`` and is reused by every ``map`` with the same shared payload
+    (the payload is bound to the workers when they start); another payload starts a new pool.
+    """
 
     kind = "local"
+
+    def __init__(self, workers: int = 0, retries: int = 2):
+        super().__init__(workers, retries)
+        self._pool: ProcessPoolExecutor | None = None
+        self._shared: Any = None  # held, so the identity check below cannot match a recycled id
+
+    def _pool_for(self, shared: Any) -> ProcessPoolExecutor:
+        if self._pool is None or self._shared is not shared:
+            self.close()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker,
+                                             initargs=(shared, threads_per_worker(self.workers)))
+            self._shared = shared
+        return self._pool
 
     def map(self, fn: Task, shared: Any, items: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         pending = set(range(len(items)))
         attempts = dict.fromkeys(pending, 0)
-        ctx = multiprocessing.get_context("spawn")
         while pending:
             lost: list[int] = []
-            with ProcessPoolExecutor(min(self.workers, len(pending)), mp_context=ctx, initializer=_init_worker,
-                                     initargs=(shared, threads_per_worker(self.workers))) as pool:
-                futures = {pool.submit(_call_local, fn, items[i]): i for i in sorted(pending)}
-                while futures:
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        i = futures.pop(f)
-                        if isinstance(f.exception(), BrokenProcessPool):
-                            lost.append(i)
-                            continue
-                        result = f.result()  # an exception from fn propagates: not retried
-                        pending.discard(i)
-                        yield i, result
+            pool = self._pool_for(shared)
+            futures = {pool.submit(_call_local, fn, items[i]): i for i in sorted(pending)}
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = futures.pop(f)
+                    if isinstance(f.exception(), BrokenProcessPool):
+                        lost.append(i)
+                        continue
+                    result = f.result()  # an exception from fn propagates: not retried
+                    pending.discard(i)
+                    yield i, result
+            if lost:
+                self.close()  # a broken pool takes no more work: the retry starts a fresh one
+                log.warning("a worker died: retrying %d unfinished task(s)", len(lost))
             for i in lost:
                 attempts[i] += 1
                 if attempts[i] > self.retries:
                     raise WorkerLostError(f"task {i}: its worker died {attempts[i]} times; giving up")
-            if lost:
-                log.warning("a worker died: retrying %d unfinished task(s)", len(lost))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool, self._shared = None, None
 
 
 # --- ray --------------------------------------------------------------------------------------
