@@ -23,7 +23,7 @@ def _apply(**edits: object):
 
 def test_shipped_demo_scenarios_expand() -> None:
     """The demo file: five named scenarios plus a 2 x 2 grid without its all-base corner."""
-    names = [s.name for s in load_scenarios(ROOT / "configs" / "demo-scenarios.toml")]
+    names = [s.name for s in load_scenarios(ROOT / "configs" / "scenarios" / "demo.toml")]
     assert names[:5] == ["dfw-curtailed-70", "hel-slips", "okc-conversion", "acme-demand-x2", "acme-lease-x2"]
     assert names[5:] == ["price=base,dfw-pue=1.12", "price=+50%,dfw-pue=1.25", "price=+50%,dfw-pue=1.12"]
 

@@ -136,5 +136,5 @@ def test_sweep_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["sweep", str(ROOT / "configs" / "demo.toml"), "--scenarios", str(scenarios)])
     assert result.exit_code == 2 and "grid_mw_scael" in result.output
     result = runner.invoke(app, ["sweep", str(ROOT / "configs" / "demo.toml"), "--scenarios",
-                                 str(ROOT / "configs" / "demo-scenarios.toml"), "--executor", "dask"])
+                                 str(ROOT / "configs" / "scenarios" / "demo.toml"), "--executor", "dask"])
     assert result.exit_code == 2 and "executor" in result.output
