@@ -81,7 +81,7 @@ def _print(rows: list[dict[str, Any]], out_dir: Path) -> None:
     t = Table(title="Scenario sweep: net $/h, change against the base")
     for name, justify in (("scenario", "left"), ("status", "left"), ("objective", "right"), ("vs base", "right"),
                           ("gap", "right"), ("GPUs", "right"), ("MW", "right"), ("highest shadow prices", "left")):
-        t.add_column(name, justify=justify)
+        t.add_column(name, justify=justify, no_wrap=justify == "right")
     for r in rows:
         objective, delta = r["objective_usd_per_hour"], r["delta_vs_base_usd_per_hour"]
         t.add_row(r["scenario"], r["status"] + (" (resumed)" if r["resumed"] else ""),
