@@ -58,8 +58,10 @@ class SweepInputs:
 
 
 def fingerprint(inputs_sha256: str, scenario: Scenario, options: SolveOptions) -> str:
-    """What a finished scenario's result depends on: base inputs, its edits, the options."""
-    h = hashlib.sha256(inputs_sha256.encode())
+    """What a finished scenario's result depends on: base inputs, its edits, the options, the version."""
+    from placement.plan import package_version  # noqa: PLC0415
+
+    h = hashlib.sha256(f"{inputs_sha256}\0{package_version()}".encode())
     h.update(scenario.model_dump_json().encode())
     h.update(options.model_dump_json(exclude={"workers", "executor", "address"}).encode())
     return h.hexdigest()
