@@ -1,8 +1,8 @@
 """Large-neighbourhood search: free a few sites' jobs, re-solve them exactly, keep what is better.
 
-Each step frees the jobs placed at a handful of sites (chosen by the value at stake there,
-weighted by the dual prices when known) plus the most promising unplaced jobs that could go
-there, fixes everything else, and hands the freed jobs with the capacity the fixed ones leave to
+Each step frees the jobs of one neighbourhood, in turn: a handful of sites (chosen by the value
+at stake there, weighted by the dual prices when known), one region, or the placed jobs nearest
+the margin (lowest value per MW), plus the most promising unplaced jobs that could go there, fixes everything else, and hands the freed jobs with the capacity the fixed ones leave to
 the exact engine under a time slice, hinted with the incumbent. A neighbourhood's exact
 solution is lexicographically no worse within the neighbourhood, so the whole plan never gets
 worse; the step is kept only when it is strictly better.
@@ -46,20 +46,50 @@ def merge(problem: Problem, base: Solution, sub: Solution, freed: np.ndarray) ->
     )
 
 
-def _neighbourhood(P: Problem, sol: Solution, rng: np.random.Generator,
-                   site_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Chosen sites, and the jobs to free: those wholly at them plus unplaced jobs that fit there."""
+NEIGHBOURHOODS = ("sites", "region", "margin")
+
+
+def _neighbourhood(P: Problem, sol: Solution, rng: np.random.Generator, site_weight: np.ndarray,
+                   kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Chosen sites, and the jobs to free there; ``kind`` picks what the neighbourhood is about.
+
+    - ``sites``: a few sites drawn by value at stake (or shadow price × capacity), all their jobs;
+    - ``region``: the sites of one region (drawn by the same weights; a sample if it has many);
+    - ``margin``: the placed jobs of lowest value per facility MW anywhere, at the few sites that
+      hold most of them: the jobs an unplaced, denser job should replace.
+
+    Unplaced jobs that could go to the chosen sites, densest first, fill a third of the room.
+    """
     weights = site_weight + 1e-9
     k = min(SITES_PER_NEIGHBOURHOOD, P.n_sites)
-    sites = rng.choice(P.n_sites, size=k, replace=False, p=weights / weights.sum())
-    row_at = np.isin(P.pool_site[sol.row_pool], sites)
-    inside = np.unique(sol.row_job[row_at])
+    row_site = P.pool_site[sol.row_pool]
+    low = None  # margin: the low-density placed jobs it may free
     # A service with replicas outside the chosen sites stays fixed (its rows there are fixed).
-    outside = np.unique(sol.row_job[~row_at])
-    placed_free = np.setdiff1d(inside, outside)
+    if kind == "region":
+        region_weight = np.bincount(P.site_region, weights=weights)
+        region = rng.choice(len(region_weight), p=region_weight / region_weight.sum())
+        in_region = np.flatnonzero(P.site_region == region)
+        w = weights[in_region]
+        sites = in_region if len(in_region) <= 2 * k else rng.choice(in_region, 2 * k, replace=False, p=w / w.sum())
+    elif kind == "margin" and len(sol.row_job):
+        mw_per_unit = np.bincount(sol.row_job, weights=solution_terms(P, sol)["mw"], minlength=P.n_jobs)
+        placed = np.unique(sol.row_job)
+        density = P.job_value_unit[placed] * P.job_units[placed] / np.maximum(mw_per_unit[placed], 1e-9)
+        # A random half of the lowest few hundred, so that repeated steps do not free the same set.
+        bottom = placed[np.argsort(density, kind="stable")[:2 * MAX_FREE_JOBS]]
+        low = rng.choice(bottom, size=min(len(bottom), MAX_FREE_JOBS), replace=False)
+        counts = np.bincount(row_site[np.isin(sol.row_job, low)], minlength=P.n_sites)
+        sites = np.argsort(-counts, kind="stable")[:k]
+        sites = sites[counts[sites] > 0]
+    else:
+        sites = rng.choice(P.n_sites, size=k, replace=False, p=weights / weights.sum())
+    row_at = np.isin(row_site, sites)
+    placed_free = np.setdiff1d(np.unique(sol.row_job[row_at]), np.unique(sol.row_job[~row_at]))
     # Keep a third of the room for unplaced jobs: swapping them in is where the value is.
     cap = MAX_FREE_JOBS * 2 // 3
-    if len(placed_free) > cap:
+    if low is not None:
+        placed_free = placed_free[np.isin(placed_free, low)][:cap]
+    elif len(placed_free) > cap:
         placed_free = rng.choice(placed_free, size=cap, replace=False)
     room = MAX_FREE_JOBS - len(placed_free)
     unplaced = np.flatnonzero((sol.reason != Reason.PLACED) & (P.job_filter == 0))
@@ -85,17 +115,24 @@ def improve(problem: Problem, incumbent: Solution, options: SolveOptions, *, dea
     P = problem
     rng = np.random.default_rng(options.seed)
     best, best_tiers = incumbent, tier_objectives(P, incumbent)
-    steps = improved = 0
+    steps = improved = empty = 0
+    gains = dict.fromkeys(NEIGHBOURHOODS, 0)
     while time.monotonic() + 0.05 < deadline:
+        kind = NEIGHBOURHOODS[steps % len(NEIGHBOURHOODS)]
         t = solution_terms(P, best)
         if site_weight is None:
             weight = np.bincount(P.pool_site[best.row_pool], weights=np.abs(t["net"]), minlength=P.n_sites)
         else:
             weight = site_weight
         weight = np.where(P.site_cap_mw > 0, weight + weight.mean() * 0.1 + 1e-6, 0.0)
-        sites, freed = _neighbourhood(P, best, rng, weight)
+        sites, freed = _neighbourhood(P, best, rng, weight, kind)
+        steps += 1
         if len(freed) == 0:
-            break
+            empty += 1
+            if empty >= len(NEIGHBOURHOODS):
+                break
+            continue
+        empty = 0
         # Freed jobs move only among the chosen sites: a small model CP-SAT proves in a slice.
         closed_site = ~np.isin(np.arange(P.n_sites), sites)
         fixed = usage(P, best, ~np.isin(best.row_job, freed))
@@ -113,14 +150,14 @@ def improve(problem: Problem, incumbent: Solution, options: SolveOptions, *, dea
             break
         opts = options.model_copy(update={"time_limit_s": budget, "seed": int(rng.integers(2**31 - 1))})
         result = solve_exact(sub, opts, hint=hint)
-        steps += 1
         if result.status in ("optimal", "feasible"):
             candidate = merge(P, best, result, freed)
             tiers = tier_objectives(P, candidate)
             if _lex_better(tiers, best_tiers):
                 best, best_tiers = candidate, tiers
                 improved += 1
+                gains[kind] += 1
                 if on_progress:
                     on_progress(best)
-    best.stats = {**best.stats, "lns_steps": steps, "lns_improved": improved}
+    best.stats = {**best.stats, "lns_steps": steps, "lns_improved": improved, "lns_improved_by": gains}
     return best
