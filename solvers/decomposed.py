@@ -45,7 +45,7 @@ from placement.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
 from placement.solution import Reason, Solution, tier_objectives, usage
 from placement.solvers import pipeline
 from placement.solvers.bounds import relaxed_bound
-from placement.solvers.lagrangian import TierFloor, evaluate_dual
+from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 from placement.solvers.repair import fill, preempt, repair
 
 SOLVER = "decomposed"
@@ -388,13 +388,12 @@ def floored_bound(problem: Problem, kernels: Kernels, lam: np.ndarray, mu: np.nd
     top tier's term depends on ν, so each step scores only the top tier's jobs.
     """
     P = problem
-    if P.n_jobs == 0 or P.job_tier.max() == 0:
+    held = plan_floor(P, plan)
+    if held is None:
         return math.inf
-    tier = int(P.job_tier.max())
+    tier, floor = held.tier, held.value
     jobs = np.flatnonzero(P.job_filter == 0).astype(np.int64)
     top, rest = jobs[P.job_tier[jobs] == tier], jobs[P.job_tier[jobs] != tier]
-    value = float(tier_objectives(P, plan)[0])
-    floor = value - 1e-6 * max(1.0, abs(value))  # a little under, as solvers.lp does
     # evaluate_dual adds λ·cap + μ·GPUs to each call: count it once.
     fixed = float(lam @ P.site_cap_mw + mu @ P.pool_gpus)
     others = evaluate_dual(P, kernels, rest, lam, mu) - fixed

@@ -21,6 +21,7 @@ import numpy as np
 
 from placement.kernels import Kernels
 from placement.problem import Problem
+from placement.solution import Reason, Solution, tier_objectives
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,20 @@ class TierFloor:
     tier: int
     value: float
     price: float = 0.0
+
+
+def plan_floor(P: Problem, plan: Solution | None) -> TierFloor | None:
+    """The top tier's floor from a feasible plan, a little under it so LP tolerances keep it feasible.
+
+    None when there is no second tier, or when ``plan`` leaves a required job out: the
+    lexicographic optimum must place it and may earn less in the top tier than such a plan.
+    """
+    if plan is None or not P.n_jobs or P.job_tier.max() == 0:
+        return None
+    if np.any(P.job_required & (plan.reason != Reason.PLACED)):
+        return None
+    value = float(tier_objectives(P, plan)[0])
+    return TierFloor(int(P.job_tier.max()), value - 1e-6 * max(1.0, abs(value)))
 
 
 def evaluate_dual(P: Problem, kernels: Kernels, jobs: np.ndarray, lam: np.ndarray, mu: np.ndarray,

@@ -19,6 +19,7 @@ import ctypes
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,8 +27,8 @@ import numpy as np
 from placement.kernels import Kernels
 from placement.kernels.reference import candidate_speed, unit_terms
 from placement.problem import UNLIMITED, Problem
-from placement.solution import Solution, tier_objectives
-from placement.solvers.lagrangian import TierFloor, evaluate_dual
+from placement.solution import Solution
+from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 
 INITIAL_COLUMNS_PER_JOB = 8
 PRICING_COLUMNS_PER_JOB = 4
@@ -35,6 +36,8 @@ PRICING_COLUMNS_PER_JOB = 4
 MAX_LIVE_COLUMNS_PER_JOB = 8
 # Relative LP tolerance added to a converged LP objective before it is reported as a bound.
 LP_BOUND_SLACK = 1e-7
+# Dual smoothing: weight of the best duals so far in the extra point priced each round.
+SMOOTHING = 0.5
 
 
 @dataclass
@@ -162,11 +165,22 @@ class _Master:
         self.keys.difference_update(self.col_key[drop].tolist())
         self.col_key = self.col_key[keep]
 
+    def raise_floor(self, floor: TierFloor, plan: Solution) -> TierFloor:
+        """Raise the top tier's floor to ``plan``'s top tier if higher, adding its columns first."""
+        new = plan_floor(self.P, plan)
+        if new is None or new.value <= floor.value:
+            return floor
+        if len(plan.row_job):
+            self.add(plan.row_job.astype(np.int64), plan.row_pool.astype(np.int64))
+        self.h.changeRowBounds(self.tier_row, new.value, self.hs.kHighsInf)
+        return new
+
     def solve(self, deadline: float | None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
         """LP objective and duals: per job row (π), pool (μ), site (λ), tier floor (ν)."""
         if deadline is not None:
             # HiGHS stops itself at the deadline (a master solve can take a minute at 100k jobs).
-            self.h.setOptionValue("time_limit", max(deadline - time.monotonic(), 0.01))
+            # Its time limit counts the instance's whole run time, earlier solves included.
+            self.h.setOptionValue("time_limit", self.h.getRunTime() + max(deadline - time.monotonic(), 0.01))
         self.h.run()
         status = self.h.getModelStatus()
         if status != self.hs.HighsModelStatus.kOptimal:
@@ -196,38 +210,57 @@ def _price(P: Problem, kernels: Kernels, jobs: np.ndarray, lam: np.ndarray, mu: 
 
 
 def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None = None,
-             deadline: float | None = None, max_rounds: int = 50, threads: int = 0) -> LpResult:
+             deadline: float | None = None, max_rounds: int = 50, threads: int = 0,
+             latest_incumbent: Callable[[], Solution] | None = None,
+             on_round: Callable[[LpResult], None] | None = None,
+             initial_columns: int = INITIAL_COLUMNS_PER_JOB) -> LpResult:
     """Column-generation LP bound and duals, stopping at ``deadline`` with the best valid bound.
 
     With an incumbent, the master also asks the top tier to earn at least the incumbent's top
     tier: the lexicographically best plan does (it is never worse in the top tier than any
     feasible plan), so the bound stays valid for it and is much tighter when tiers compete.
-    The Lagrangian values computed from the duals ignore that row and stay valid on their own.
+    ``latest_incumbent`` (called once a round, e.g. from another thread's search) raises that
+    floor when a plan with a better top tier turns up. ``on_round`` receives the best result so
+    far after every round. The Lagrangian values computed from the duals stay valid on their own.
+    ``initial_columns``: each job's best columns at zero prices the master starts from (fewer
+    make the first master solve cheaper and the bound come sooner; the duals differ).
+
+    Dual smoothing (Wentges): each round also prices and evaluates the point between the best
+    duals so far and the master's, which damps the master's oscillating duals and cuts rounds.
     """
     P = problem
     jobs = np.flatnonzero(P.job_filter == 0).astype(np.int64)
     zero_s, zero_p = np.zeros(P.n_sites), np.zeros(P.n_pools)
-    floor = None
-    if incumbent is not None and P.n_jobs and P.job_tier.max() > 0:
-        # A little under the incumbent so LP tolerances cannot make the master infeasible.
-        value = float(tier_objectives(P, incumbent)[0])
-        floor = TierFloor(int(P.job_tier.max()), value - 1e-6 * max(1.0, abs(value)))
+    floor = plan_floor(P, incumbent)
     master = _Master(P, jobs, threads, floor)
-    pools, _ = kernels.topk(jobs, P.pool_gpus, P.site_cap_mw, zero_s, zero_p, INITIAL_COLUMNS_PER_JOB)
+    pools, _ = kernels.topk(jobs, P.pool_gpus, P.site_cap_mw, zero_s, zero_p, initial_columns)
     owner = np.repeat(jobs, pools.shape[1])
     flat = pools.reshape(-1)
     master.add(owner[flat >= 0], flat[flat >= 0])
     if incumbent is not None and len(incumbent.row_job):
         master.add(incumbent.row_job.astype(np.int64), incumbent.row_pool.astype(np.int64))
     best = LpResult(np.inf, zero_s.copy(), zero_p.copy(), False, 0, 0, np.nan)
+    centre: tuple[np.ndarray, np.ndarray, float] | None = None  # duals of the best Lagrangian value
+    rnd = 0
     for rnd in range(1, max_rounds + 1):
+        if floor is not None and latest_incumbent is not None:
+            floor = master.raise_floor(floor, latest_incumbent())
         try:
             objective, pi, mu, lam, nu = master.solve(deadline)
         except RuntimeError:
             break  # e.g. a required job with no column yet: the Lagrangian bound still holds
-        value = evaluate_dual(P, kernels, jobs, lam, mu, replace(floor, price=nu) if floor else None)
-        if value < best.bound:
-            best = LpResult(value, lam, mu, False, rnd, master.n_cols, objective)
+        points = [(lam, mu, nu)]
+        if centre is not None:
+            points.append(tuple(SMOOTHING * c + (1 - SMOOTHING) * x for c, x in zip(centre, points[0])))
+        for i, (lam_i, mu_i, nu_i) in enumerate(points):
+            value = evaluate_dual(P, kernels, jobs, lam_i, mu_i, replace(floor, price=nu_i) if floor else None)
+            if value < best.bound:
+                best = LpResult(value, lam_i, mu_i, False, rnd, master.n_cols, objective)
+                centre = (lam_i, mu_i, nu_i)
+            if i:  # the smoothed point's columns: each job's best two with a positive reduced score
+                p_s, s_s = _price(P, kernels, jobs, lam_i, mu_i, floor, nu_i)
+                take = (p_s >= 0) & (s_s > 0) & (np.arange(p_s.shape[1]) < 2)
+                master.add(np.broadcast_to(jobs[:, None], p_s.shape)[take], p_s[take])
         pools, scores = _price(P, kernels, jobs, lam, mu, floor, nu)
         prices_out = (pools >= 0) & (scores > (pi + 1e-9 * np.maximum(1.0, np.abs(pi)))[:, None])
         pool = pools[prices_out]
@@ -244,6 +277,8 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
         # the master; then nothing can be added and the Lagrangian bound is what we have.
         if master.add(owner, pool) == 0:
             break
+        if on_round is not None:
+            on_round(replace(best, rounds=rnd, columns=master.n_cols))
         if deadline is not None and time.monotonic() > deadline:
             break
     best.rounds, best.columns = rnd, master.n_cols

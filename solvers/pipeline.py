@@ -1,17 +1,21 @@
 """The default pipeline: construct, bound, improve, anytime under one time limit.
 
 ``auto``: greedy first (a valid plan within milliseconds); then, when the instance is small
-enough to prove, the exact CP-SAT model hinted with it. Otherwise, tier by tier from the
-highest: an LP by column generation over that tier's jobs and the capacity the higher tiers
-left gives dual prices, and a price-guided greedy places the tier; then large-neighbourhood
-search with the exact engine polishes the whole plan until the deadline. The full problem's LP
-(with the top tier held to what the plan gives it) supplies the bound and the shadow prices.
+enough to prove, the exact CP-SAT model hinted with it. Otherwise the full problem's LP (with
+the top tier held to what the best plan so far gives it) starts in a background thread and runs
+to the deadline, supplying the bound and the shadow prices, while the main thread constructs and
+improves: tier by tier from the highest, an LP by column generation over that tier's jobs and
+the capacity the higher tiers left gives dual prices, at which the greedy and the auction each
+place the tier (the better plan is kept); then local search, and large-neighbourhood search
+with the exact engine (neighbourhoods by the LP's prices so far) until the deadline.
 A timeout or Ctrl-C returns the best plan found so far.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -30,11 +34,15 @@ log = logging.getLogger("placement")
 SOLVERS = ("auto", "greedy", "exact", "price", "lns", "decomposed")
 # Above this many candidate (job, pool) pairs `auto` does not try to prove optimality.
 EXACT_MAX_CANDIDATES = 5_000
-# Shares of the time limit: construction (tiered LP + price greedy) ends by the first, local
-# search by the second; the full LP bound takes part of the rest and LNS the remainder.
-CONSTRUCT_SHARE = 0.35
-LOCAL_SEARCH_UNTIL = 0.45
-FULL_LP_SHARE = 0.85
+# Shares of the time limit: construction (tiered LP + price greedy and auction) ends by the first,
+# local search by the second, LNS takes the rest; the full LP bound runs alongside all of them.
+CONSTRUCT_SHARE = 0.65
+LOCAL_SEARCH_UNTIL = 0.75
+# Seconds the main thread waits at the end for the background LP's last master solve.
+LP_JOIN_S = 2.0
+# Columns per job the background LP starts from: its first master solves sooner (at 10k jobs the
+# LP converged 1-2 s earlier than from 8; the tier LPs keep their default, their duals price plans).
+LP_INITIAL_COLUMNS = 2
 # Reasons a solver states itself; every other unplaced job is judged again at the end.
 SOLVER_REASONS = (Reason.TIME_LIMIT, Reason.MIGRATION_BUDGET, Reason.SPREAD)
 
@@ -101,6 +109,7 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     start = time.monotonic()
     deadline = start + options.time_limit_s
     small = candidate_count(P) <= EXACT_MAX_CANDIDATES
+    full_lp: _BackgroundLp | None = None
     if initial is not None:
         # Warm start: keep the running placement unless a stage beats it. No cold stages (a cold
         # greedy or price plan a few $/h better in the top tier would move thousands of jobs).
@@ -126,19 +135,23 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
             _exact(P, options, inc, deadline)
             stages.append("exact")
         elif options.solver in ("auto", "price", "lns"):
+            # The LP bound takes one core for the whole run; the stages below share the other.
+            full_lp = _BackgroundLp(P, kernels, inc, deadline)
+            stages.append("lp")
             construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if options.solver != "price" else 1.0)
-            _tiered_price_greedy(P, options, kernels, inc, construct_by, deadline)
+            _tiered_price_greedy(P, full_lp.spare(options), kernels, inc, construct_by, deadline)
             stages.append("price")
             _local_search(P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
             stages.append("ls")
-            _full_lp_bound(P, options, kernels, inc, deadline)
-            stages.append("lp")
             if options.solver != "price":
-                _lns(P, options, inc, deadline)
+                full_lp.attach(inc)  # LNS picks its neighbourhoods by the LP's shadow prices so far
+                _lns(P, full_lp.spare(options), inc, deadline)
                 stages.append("lns")
     except KeyboardInterrupt:
         log.warning("interrupted: returning the best plan so far")
         stages.append("interrupted")
+    if full_lp is not None:
+        full_lp.collect(inc, None if "interrupted" in stages else deadline)
     if options.solver != "greedy" or initial is not None:
         _fill(P, options, kernels, inc)
         stages.append("fill")
@@ -170,8 +183,10 @@ def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, in
     """Place tiers from the highest, each by LP prices over the capacity the tiers above left.
 
     Strict tiers mean a tier never pays for the next one's opportunity cost, so each tier gets
-    its own prices rather than sharing the whole problem's.
+    its own prices rather than sharing the whole problem's. At those prices both the greedy and
+    the auction (``solvers.auction``) place the tier; the better plan is kept.
     """
+    from placement.solvers.auction import solve_auction  # noqa: PLC0415
     from placement.solvers.lp import lp_bound  # noqa: PLC0415
 
     tiers = np.unique(P.job_tier)[::-1]
@@ -193,8 +208,13 @@ def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, in
                           threads=options.threads)
             priced = solve_greedy(sub, options, sub_kernels, deadline=deadline,
                                   site_price=lp.site_price, pool_price=lp.pool_price)
-            if better(sub, priced, plain):
-                chosen = priced
+            auction = solve_auction(sub, options, sub_kernels, deadline=deadline, site_price=lp.site_price,
+                                    pool_price=lp.pool_price, track_bound=len(tiers) == 1)
+            if len(tiers) == 1:  # the tier is the whole problem: the auction's bound is its bound
+                inc.tighten(auction.bound)
+            for plan in (priced, auction.solution):
+                if better(sub, plan, chosen):
+                    chosen = plan
         used = usage(sub, chosen)
         gpus, mw = used.residual(sub)
         moves_left, usd_left = used.budget_left(sub)
@@ -210,18 +230,90 @@ def _local_search(P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float
     inc.offer(improve(P, inc.best, kernels, deadline=deadline))
 
 
-def _full_lp_bound(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent,
-                   deadline: float) -> None:
-    """The whole problem's LP bound and its duals (the shadow prices a planner reads)."""
-    from placement.solvers.lp import lp_bound  # noqa: PLC0415
+class _BackgroundLp:
+    """The whole problem's LP bound (``solvers.lp``) in a thread, from the first plan to the deadline.
 
-    budget = max((deadline - time.monotonic()) * FULL_LP_SHARE, 0.05)
-    lp = lp_bound(P, kernels, incumbent=inc.best, deadline=time.monotonic() + budget, threads=options.threads)
-    inc.tighten(lp.bound)
-    inc.best.site_price_usd_per_mwh = lp.site_price
-    inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
-    inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
-                      "lp_columns": lp.columns}
+    HiGHS releases the GIL while it solves a master, so the bound uses one core while the other
+    stages use the other; kernel calls hold the GIL, so the two threads' kernel calls never
+    overlap. The LP's top-tier floor follows the incumbent as the other stages improve it.
+    """
+
+    class _Stop(Exception):
+        """Raised in the LP's progress callback to end it early (Ctrl-C in the main thread)."""
+
+    def __init__(self, P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float):
+        self.P, self.latest, self.seen = P, None, None
+        self.busy = True  # an LP is being solved (not just waiting for a better plan)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(P, kernels, inc, deadline), daemon=True,
+                                       name="placement-lp")
+        self.thread.start()
+
+    def _run(self, P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float) -> None:
+        """Solve the LP; once it is done, solve it again whenever the top tier's floor can rise
+        (on small instances it ends before the construction improves the first plan)."""
+        from placement.solvers.lp import lp_bound  # noqa: PLC0415
+
+        floor = None
+        try:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                plan = inc.best
+                if self._current(P, plan):
+                    self.stop.wait(0.1)
+                    continue
+                self.seen, top = plan, float(tier_objectives(P, plan)[0]) if P.n_jobs else 0.0
+                if floor is not None and top <= floor:
+                    continue
+                floor, self.busy = top, True
+                self._publish(lp_bound(P, kernels, incumbent=plan, deadline=deadline, threads=1,
+                                       latest_incumbent=lambda: inc.best, on_round=self._publish,
+                                       initial_columns=LP_INITIAL_COLUMNS))
+                self.busy = False
+        except self._Stop:
+            pass
+        except Exception:  # the bound is an extra: a failure here must not lose the plan
+            log.exception("background LP bound failed; keeping the bound found so far")
+
+    def _current(self, P: Problem, plan: Solution) -> bool:
+        """True if the LP already holds ``plan``'s floor (one tier: any plan will do)."""
+        return self.seen is not None and (plan is self.seen or P.job_tier.max() == 0)
+
+    def spare(self, options: SolveOptions) -> SolveOptions:
+        """``options`` for a stage starting now: one thread fewer while an LP is being solved."""
+        if not self.busy:
+            return options
+        return options.model_copy(update={"threads": max((options.threads or os.cpu_count() or 1) - 1, 1)})
+
+    def _publish(self, result) -> None:
+        if self.latest is None or result.bound <= self.latest.bound:
+            self.latest = result
+        if self.stop.is_set():
+            raise self._Stop
+
+    def collect(self, inc: _Incumbent, deadline: float | None) -> None:
+        """Wait until the LP has solved for the final plan or ``deadline`` passes (None: stop it
+        now), then tighten the incumbent's bound with the LP's and attach its duals (the shadow
+        prices)."""
+        if deadline is not None:
+            until = deadline + LP_JOIN_S
+            while self.thread.is_alive() and time.monotonic() < until:
+                if not self.busy and self._current(self.P, inc.best):
+                    break  # done with the final plan: waiting on would only idle
+                self.thread.join(0.02)
+        self.stop.set()
+        self.thread.join(0.0)
+        self.attach(inc)
+
+    def attach(self, inc: _Incumbent) -> None:
+        """Give the incumbent the LP's best bound and duals so far."""
+        lp = self.latest
+        if lp is None:
+            return
+        inc.tighten(lp.bound)
+        inc.best.site_price_usd_per_mwh = lp.site_price
+        inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
+        inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
+                          "lp_columns": lp.columns}
 
 
 def _lns(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) -> None:
