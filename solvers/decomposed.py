@@ -31,6 +31,7 @@ For instances too big for one process's time limit (``--solver decomposed [--par
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ from placement.solvers import pipeline
 from placement.solvers.bounds import relaxed_bound
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 from placement.solvers.repair import fill, preempt, repair
+
+log = logging.getLogger("placement")
 
 SOLVER = "decomposed"
 # Shares of the time limit: the parts end by the first; preemption + fill by the second, local
@@ -446,7 +449,7 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     relaxed = relaxed_bound(P, kernels)
     lagrangian, which = dual_bound(P, kernels, prices)
     lam, mu = prices[which] if which >= 0 else (None, None)
-    inc = pipeline._Incumbent(P, merged, min(relaxed, lagrangian), on_progress)
+    inc = pipeline.Incumbent(P, merged, min(relaxed, lagrangian), on_progress)
     if warm is not None:
         inc.offer(warm)
     stages = ["parts", "merge"]
@@ -455,14 +458,14 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
         if interrupted:
             stages.append("interrupted")
         elif pipeline.candidate_count(P) <= pipeline.EXACT_MAX_CANDIDATES:
-            pipeline._exact(P, options, inc, deadline)
+            pipeline.exact_stage(P, options, inc, deadline)
             stages.append("exact")
         else:
             stages += _improve(P, options, kernels, inc, start, deadline, lam, mu, stats)
     except KeyboardInterrupt:
-        pipeline.log.warning("interrupted: returning the best plan so far")
+        log.warning("interrupted: returning the best plan so far")
         stages.append("interrupted")
-    pipeline._fill(P, options, kernels, inc)
+    pipeline.fill_stage(P, options, kernels, inc)
     stages.append("fill")
     best = inc.best
     best.solver, best.backend = SOLVER, kernels.name
@@ -470,7 +473,7 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     best.site_price_usd_per_mwh, best.pool_price_usd_per_gpu_hour = lam, mu
     if time.monotonic() > deadline and best.status == "optimal":
         best.status = "feasible"
-    pipeline._re_explain(P, kernels, best)
+    pipeline.re_explain(P, kernels, best)
     best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start, "decomposed": {
         "parts": parts.k, "partition": parts.kind, "executor": options.executor, "workers": workers,
         "seconds_parts": parts_s, "part_jobs": [len(parts.jobs(i)) for i in range(parts.k)],
@@ -494,7 +497,7 @@ def _run_parts(P: Problem, options: SolveOptions, backend: str, warm: Solution |
             for i, sol in executor.map(_solve_part, P, tasks):
                 solutions[i] = sol
         except KeyboardInterrupt:
-            pipeline.log.warning("interrupted: merging the parts that returned")
+            log.warning("interrupted: merging the parts that returned")
     return parts, solutions, executor.workers
 
 
@@ -504,7 +507,7 @@ def _nothing(n_jobs: int) -> Solution:
     return Solution(empty, empty, empty, np.full(n_jobs, Reason.OUT_VALUED, np.int8), solver=SOLVER)
 
 
-def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: pipeline._Incumbent, start: float,
+def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: pipeline.Incumbent, start: float,
              deadline: float, lam: np.ndarray | None, mu: np.ndarray | None, stats: dict) -> list[str]:
     """Large instances: higher tiers take what split pools stranded, local search, the floored
     bound, then LNS until the deadline. Returns the stages run."""
@@ -515,12 +518,12 @@ def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: pipeline.
     if len(stopped):
         placed = fill(P, placed, kernels, options, deadline=start + t * PREEMPT_UNTIL)
     inc.offer(placed)
-    pipeline._local_search(P, kernels, inc, start + t * LOCAL_SEARCH_UNTIL)
+    pipeline.local_search_stage(P, kernels, inc, start + t * LOCAL_SEARCH_UNTIL)
     stages = ["preempt", "ls"]
     if lam is not None and mu is not None:
         stats["bound_floored"] = floored_bound(P, kernels, lam, mu, inc.best)
         inc.tighten(stats["bound_floored"])
         stages.append("bound")
         inc.best.site_price_usd_per_mwh, inc.best.pool_price_usd_per_gpu_hour = lam, mu  # LNS weighs sites by them
-    pipeline._lns(P, options, inc, deadline)
+    pipeline.lns_stage(P, options, inc, deadline)
     return [*stages, "lns"]

@@ -68,7 +68,7 @@ def better(problem: Problem, a: Solution, b: Solution) -> bool:
     return lex_better(tier_objectives(problem, a), tier_objectives(problem, b))
 
 
-class _Incumbent:
+class Incumbent:
     """Best plan and bound so far, reported to the progress callback as they improve."""
 
     def __init__(self, problem: Problem, first: Solution, bound: float, on_progress: Progress | None):
@@ -116,36 +116,36 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
         from placement.solvers.repair import repair  # noqa: PLC0415
 
         stages = ["warm-start"]
-        inc = _Incumbent(P, repair(P, initial, kernels), relaxed_bound(P, kernels), on_progress)
+        inc = Incumbent(P, repair(P, initial, kernels), relaxed_bound(P, kernels), on_progress)
     else:
         stages = ["greedy"]
-        inc = _Incumbent(P, solve_greedy(P, options, kernels, deadline=deadline), relaxed_bound(P, kernels),
+        inc = Incumbent(P, solve_greedy(P, options, kernels, deadline=deadline), relaxed_bound(P, kernels),
                          on_progress)
     try:
         if initial is not None and options.solver != "greedy":
             if small or options.solver == "exact":
-                _exact(P, options, inc, deadline)
+                exact_stage(P, options, inc, deadline)
                 stages.append("exact")
             else:
-                _lns(P, options, inc, deadline)
+                lns_stage(P, options, inc, deadline)
                 stages.append("lns")
         elif initial is not None:
             pass  # greedy from a warm start: the repaired placement plus the final fill
         elif options.solver == "exact" or (options.solver == "auto" and small):
-            _exact(P, options, inc, deadline)
+            exact_stage(P, options, inc, deadline)
             stages.append("exact")
         elif options.solver in ("auto", "price", "lns"):
             # The LP bound takes one core for the whole run; the stages below share the other.
             full_lp = _BackgroundLp(P, kernels, inc, deadline)
             stages.append("lp")
             construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if options.solver != "price" else 1.0)
-            _tiered_price_greedy(P, full_lp.spare(options), kernels, inc, construct_by, deadline)
+            tiered_price_stage(P, full_lp.spare(options), kernels, inc, construct_by, deadline)
             stages.append("price")
-            _local_search(P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
+            local_search_stage(P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
             stages.append("ls")
             if options.solver != "price":
                 full_lp.attach(inc)  # LNS picks its neighbourhoods by the LP's shadow prices so far
-                _lns(P, full_lp.spare(options), inc, deadline)
+                lns_stage(P, full_lp.spare(options), inc, deadline)
                 stages.append("lns")
     except KeyboardInterrupt:
         log.warning("interrupted: returning the best plan so far")
@@ -153,19 +153,19 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     if full_lp is not None:
         full_lp.collect(inc, None if "interrupted" in stages else deadline)
     if options.solver != "greedy" or initial is not None:
-        _fill(P, options, kernels, inc)
+        fill_stage(P, options, kernels, inc)
         stages.append("fill")
     best = inc.best
     best.bound = min(best.bound, inc.bound)
     best.backend = kernels.name
     if time.monotonic() > deadline and best.status == "optimal":
         best.status = "feasible"
-    _re_explain(P, kernels, best)
+    re_explain(P, kernels, best)
     best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start}
     return best
 
 
-def _exact(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) -> None:
+def exact_stage(P: Problem, options: SolveOptions, inc: Incumbent, deadline: float) -> None:
     from placement.solvers.exact import solve_exact  # noqa: PLC0415  (ortools import is slow)
 
     remaining = options.model_copy(update={"time_limit_s": max(deadline - time.monotonic(), 0.1)})
@@ -178,7 +178,7 @@ def _exact(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) 
         inc.report()
 
 
-def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent,
+def tiered_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent,
                          deadline: float, hard_deadline: float) -> None:
     """Place tiers from the highest, each by LP prices over the capacity the tiers above left.
 
@@ -224,7 +224,7 @@ def _tiered_price_greedy(P: Problem, options: SolveOptions, kernels: Kernels, in
     inc.offer(Solution(job, pool, units, reason, solver="price", backend=kernels.name))
 
 
-def _local_search(P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float) -> None:
+def local_search_stage(P: Problem, kernels: Kernels, inc: Incumbent, deadline: float) -> None:
     from placement.solvers.local_search import improve  # noqa: PLC0415
 
     inc.offer(improve(P, inc.best, kernels, deadline=deadline))
@@ -241,7 +241,7 @@ class _BackgroundLp:
     class _Stop(Exception):
         """Raised in the LP's progress callback to end it early (Ctrl-C in the main thread)."""
 
-    def __init__(self, P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float):
+    def __init__(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float):
         self.P, self.latest, self.seen = P, None, None
         self.busy = True  # an LP is being solved (not just waiting for a better plan)
         self.stop = threading.Event()
@@ -249,7 +249,7 @@ class _BackgroundLp:
                                        name="placement-lp")
         self.thread.start()
 
-    def _run(self, P: Problem, kernels: Kernels, inc: _Incumbent, deadline: float) -> None:
+    def _run(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float) -> None:
         """Solve the LP; once it is done, solve it again whenever the top tier's floor can rise
         (on small instances it ends before the construction improves the first plan)."""
         from placement.solvers.lp import lp_bound  # noqa: PLC0415
@@ -290,7 +290,7 @@ class _BackgroundLp:
         if self.stop.is_set():
             raise self._Stop
 
-    def collect(self, inc: _Incumbent, deadline: float | None) -> None:
+    def collect(self, inc: Incumbent, deadline: float | None) -> None:
         """Wait until the LP has solved for the final plan or ``deadline`` passes (None: stop it
         now), then tighten the incumbent's bound with the LP's and attach its duals (the shadow
         prices)."""
@@ -304,7 +304,7 @@ class _BackgroundLp:
         self.thread.join(0.0)
         self.attach(inc)
 
-    def attach(self, inc: _Incumbent) -> None:
+    def attach(self, inc: Incumbent) -> None:
         """Give the incumbent the LP's best bound and duals so far."""
         lp = self.latest
         if lp is None:
@@ -316,7 +316,7 @@ class _BackgroundLp:
                           "lp_columns": lp.columns}
 
 
-def _lns(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) -> None:
+def lns_stage(P: Problem, options: SolveOptions, inc: Incumbent, deadline: float) -> None:
     from placement.solvers.lns import improve  # noqa: PLC0415
 
     prices = inc.best.site_price_usd_per_mwh
@@ -326,7 +326,7 @@ def _lns(P: Problem, options: SolveOptions, inc: _Incumbent, deadline: float) ->
     inc.offer(improved)
 
 
-def _fill(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent) -> None:
+def fill_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent) -> None:
     """Greedy over the unplaced jobs in the capacity the plan leaves: only ever adds value."""
     sol = inc.best
     out = np.flatnonzero((sol.reason != Reason.PLACED) & (P.job_filter == 0))
@@ -348,7 +348,7 @@ def _fill(P: Problem, options: SolveOptions, kernels: Kernels, inc: _Incumbent) 
         pool_price_usd_per_gpu_hour=sol.pool_price_usd_per_gpu_hour, stats=sol.stats))
 
 
-def _re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:
+def re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:
     """Judge unplaced jobs against the whole problem (stages saw sub-problems)."""
     judge = np.flatnonzero((sol.reason != Reason.PLACED) & ~np.isin(sol.reason, SOLVER_REASONS))
     sol.reason[judge] = explain_unplaced(P, kernels, judge)

@@ -109,8 +109,8 @@ def test_tiers_stay_strict_in_the_tiered_construction(monkeypatch) -> None:
         return Solution(*(np.zeros(0, np.int64),) * 3, np.full(sub.n_jobs, Reason.OUT_VALUED, np.int8), "none")
 
     monkeypatch.setattr(pipeline, "solve_greedy", empty_greedy)
-    inc = pipeline._Incumbent(problem, nothing, np.inf, None)
-    pipeline._tiered_price_greedy(problem, SolveOptions(backend="reference"), kernels, inc, 1e18, 1e18)
+    inc = pipeline.Incumbent(problem, nothing, np.inf, None)
+    pipeline.tiered_price_stage(problem, SolveOptions(backend="reference"), kernels, inc, 1e18, 1e18)
     placed = set(problem.job_ids[inc.best.row_job].tolist())
     assert placed == {"high"}
 

@@ -85,7 +85,7 @@ def test_interrupt_returns_the_best_plan_so_far(monkeypatch) -> None:
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_tiered_price_greedy", interrupted)
+    monkeypatch.setattr(pipeline, "tiered_price_stage", interrupted)
     inst = random_instance(5, 4, 14)
     start = time.monotonic()
     plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts("price", time_limit_s=30.0))
