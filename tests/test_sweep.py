@@ -138,3 +138,18 @@ def test_sweep_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["sweep", str(ROOT / "configs" / "demo.toml"), "--scenarios",
                                  str(ROOT / "configs" / "scenarios" / "demo.toml"), "--executor", "dask"])
     assert result.exit_code == 2 and "executor" in result.output
+
+
+def test_ray_missing_is_a_clear_input_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without Ray installed, --executor ray exits 2 naming the extra to install."""
+    import sys
+
+    from placement.errors import BackendUnavailableError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(BackendUnavailableError, match=r"\[distributed\]"):
+        make_executor("ray", 1)
+    result = CliRunner().invoke(app, ["sweep", str(ROOT / "configs" / "demo.toml"), "--scenarios",
+                                      str(ROOT / "configs" / "scenarios" / "demo.toml"), "--executor", "ray",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "distributed" in result.output
