@@ -124,3 +124,16 @@ def instances(draw, max_sites: int = 4, max_jobs: int = 12, **kw) -> Instance:
     n_sites = draw(st.integers(1, max_sites))
     n_jobs = draw(st.integers(1, max_jobs))
     return random_instance(seed, n_sites, n_jobs, **kw)
+
+
+def tier_temptation() -> tuple[Portfolio, pa.Table]:
+    """One site with power for 8 GPUs: a cheap high-tier gang of 8 against two dense low-tier
+    gangs of 4 that would pay more together. Strict tiers place the high one."""
+    portfolio = portfolio_from_dict({"sites": [{"id": "a", "region": "r", "grid_mw": 0.012, "pue": 1.0,
+                                                "pools": {"H100": 16}}]}, "t")
+    jobs = jobs_table([
+        {"id": "high", "gpus": 8, "value_usd_per_hour": 5.0, "priority": 2},
+        {"id": "low1", "gpus": 4, "value_usd_per_hour": 40.0},
+        {"id": "low2", "gpus": 4, "value_usd_per_hour": 40.0},
+    ], portfolio)
+    return portfolio, jobs

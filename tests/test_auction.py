@@ -8,8 +8,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from placement import solve, validate_plan
-from placement.config import portfolio_from_dict
-from placement.jobs import jobs_table
 from placement.kernels import kernels_for
 from placement.model import SolveOptions
 from placement.plan import build_plan
@@ -17,7 +15,7 @@ from placement.problem import compile_problem
 from placement.solution import Reason, Solution, tier_objectives
 from placement.solvers import pipeline
 from placement.solvers.auction import segmented_accept, solve_auction
-from tests.strategies import instances, random_instance
+from tests.strategies import instances, random_instance, tier_temptation
 
 
 def _auction_plan(inst, options: SolveOptions, backend: str = "reference"):
@@ -94,13 +92,7 @@ def test_bound_never_below_the_proven_optimum(seed: int) -> None:
 
 def test_tiers_stay_strict_in_the_tiered_construction(monkeypatch) -> None:
     """Run tier by tier, the auction keeps a cheap high-tier job's power from denser low-tier jobs."""
-    portfolio = portfolio_from_dict({"sites": [{"id": "a", "region": "r", "grid_mw": 0.012, "pue": 1.0,
-                                                "pools": {"H100": 16}}]}, "t")
-    jobs = jobs_table([
-        {"id": "high", "gpus": 8, "value_usd_per_hour": 5.0, "priority": 2},
-        {"id": "low1", "gpus": 4, "value_usd_per_hour": 40.0},
-        {"id": "low2", "gpus": 4, "value_usd_per_hour": 40.0},
-    ], portfolio)
+    portfolio, jobs = tier_temptation()
     problem = compile_problem(portfolio, jobs, None)
     kernels = kernels_for(problem, "reference")
     nothing = Solution(*(np.zeros(0, np.int64),) * 3, np.full(problem.n_jobs, Reason.OUT_VALUED, np.int8), "none")

@@ -9,14 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from placement import solve, validate_plan
-from placement.config import portfolio_from_dict
-from placement.jobs import jobs_table
 from placement.kernels import kernels_for
 from placement.model import SolveOptions
 from placement.problem import compile_problem
 from placement.solvers import pipeline
 from placement.solvers.lp import lp_bound
-from tests.strategies import instances, random_instance
+from tests.strategies import instances, random_instance, tier_temptation
 
 
 def _opts(solver: str, **kw) -> SolveOptions:
@@ -57,13 +55,7 @@ def test_tiny_time_limit_still_gives_a_valid_plan(solver: str) -> None:
 
 def test_strict_tiers_hold_in_every_solver() -> None:
     """A cheap high-tier job keeps the power that denser low-tier jobs would pay more for."""
-    portfolio = portfolio_from_dict({"sites": [{"id": "a", "region": "r", "grid_mw": 0.012, "pue": 1.0,
-                                                "pools": {"H100": 16}}]}, "t")
-    jobs = jobs_table([
-        {"id": "high", "gpus": 8, "value_usd_per_hour": 5.0, "priority": 2},
-        {"id": "low1", "gpus": 4, "value_usd_per_hour": 40.0},
-        {"id": "low2", "gpus": 4, "value_usd_per_hour": 40.0},
-    ], portfolio)
+    portfolio, jobs = tier_temptation()
     for solver in ("greedy", "price", "lns", "exact", "auto"):
         plan = solve(portfolio, jobs, None, _opts(solver, time_limit_s=2.0))
         status = {r["job_id"]: r["status"] for r in plan.table.to_pylist()}
