@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = parse_sizes(args.sizes)
     except ValueError as exc:
         parser().error(str(exc))
-    from placement.generate import FAMILIES  # noqa: PLC0415
+    from placement.generate.families import FAMILIES  # noqa: PLC0415
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = [f for f in families if f not in FAMILIES]

@@ -4,7 +4,7 @@ Sizes are jobs × sites of ``placement generate`` instances (every family draws 
 types). ``XS`` is not part of the issue's table: it is the CI smoke size, small enough that
 the whole runner finishes in well under a minute on two cores.
 
-Instances are written once with ``placement.generate.write_instance`` (``portfolio.toml`` and
+Instances are written once with ``placement.generate.families.write_instance`` (``portfolio.toml`` and
 ``jobs.parquet``) under ``<cache>/<family>-<jobs>x<sites>-seed<seed>/`` and read back with the
 same loaders the CLI uses, so every solver (in its own process) sees identical inputs. The
 default cache is ``$TMPDIR/placement-bench`` (``--cache`` overrides it); a cached instance is
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from placement.model import Portfolio
+from placement.model.portfolio import Portfolio
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Instance:
 
 def instance(family: str, size: Size, seed: int, cache: Path | None = None) -> Instance:
     """The cached instance, generated (atomically) if missing or made by another call."""
-    from placement.generate import write_instance  # noqa: PLC0415
+    from placement.generate.families import write_instance  # noqa: PLC0415
 
     cache = Path(cache) if cache is not None else default_cache()
     d = cache / f"{family}-{size.n_jobs}x{size.n_sites}-seed{seed}"
@@ -110,8 +110,8 @@ def _first_line(path: Path) -> str:
 
 def load(inst: Instance) -> tuple[Portfolio, pa.Table]:
     """The portfolio and the validated jobs table, read the way ``placement solve`` reads them."""
-    from placement.config import load_config  # noqa: PLC0415
-    from placement.io import read_jobs  # noqa: PLC0415
+    from placement.io.config import load_config  # noqa: PLC0415
+    from placement.io.tables import read_jobs  # noqa: PLC0415
 
     portfolio = load_config(inst.config).portfolio
     return portfolio, read_jobs(inst.jobs, portfolio)

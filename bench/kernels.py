@@ -2,7 +2,7 @@
 
 Run ``python -m bench.kernels [--backend reference,cpu,gpu] [--sizes 10kx100,100kx1000,1Mx2000]
 [--out bench/results]``. Each size is jobs × sites; the instance comes from
-``placement.generate.generate("neocloud", ...)`` when that module exists (``--source synthetic``:
+``placement.generate.families.generate("neocloud", ...)`` when that module exists (``--source synthetic``:
 every site has the same 4 GPU types and every job may use every pool). Per backend and size it
 records: problem build time, JIT time (first call − median), median time per pass after a warm-up,
 candidate evaluations per second (Σ class-list lengths of all jobs / time), peak memory, and the
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from placement.problem import Problem
+from placement.core.problem import Problem
 
 log = logging.getLogger("bench.kernels")
 
@@ -62,13 +62,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def build_problem(n_jobs: int, n_sites: int, seed: int = 0, source: str = "generate") -> tuple[Problem, str]:
     """The instance of one size: the ``neocloud`` generator if present, else a synthetic one."""
-    from placement.config import portfolio_from_dict  # noqa: PLC0415
-    from placement.jobs import validate_jobs  # noqa: PLC0415
-    from placement.problem import compile_problem  # noqa: PLC0415
+    from placement.io.config import portfolio_from_dict  # noqa: PLC0415
+    from placement.model.jobs import validate_jobs  # noqa: PLC0415
+    from placement.core.problem import compile_problem  # noqa: PLC0415
 
     if source == "generate":
         try:
-            from placement.generate import generate  # noqa: PLC0415
+            from placement.generate.families import generate  # noqa: PLC0415
         except ImportError:
             source = "synthetic"
     if source == "generate":

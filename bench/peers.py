@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from placement.problem import MW_TOLERANCE, UNLIMITED, Problem
-from placement.solution import Reason, Solution, solution_terms, tier_objectives
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem
+from placement.core.solution import Reason, Solution, solution_terms, tier_objectives
 
 PEERS = ("cpsat", "highs", "ffd")
 # Beyond this many candidates the plain CP-SAT model is not attempted (issue 6: ~5M).

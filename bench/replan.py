@@ -3,7 +3,7 @@
     python -m bench.replan --jobs 100000 --sites 1000 --time-limit 120 --warm-time-limit 10
 
 1. Generate a ``neocloud`` instance of ``jobs × (1 + arrivals)`` jobs over ``sites`` sites
-   (``placement.generate``; sites sized for all of them) and keep the first ``jobs`` as the jobs
+   (``placement.generate.families``; sites sized for all of them) and keep the first ``jobs`` as the jobs
    running today.
 2. **Baseline**: ``solve`` those (solver ``auto``, ``--time-limit``).
 3. **Steady state**: ``replan`` the baseline with no change: the plan a scheduler re-planning in a
@@ -38,12 +38,12 @@ import numpy as np
 import pyarrow as pa
 
 from placement import solve
-from placement.config import portfolio_from_dict
-from placement.generate import generate
-from placement.jobs import validate_jobs
-from placement.model import SolveOptions
+from placement.io.config import portfolio_from_dict
+from placement.generate.families import generate
+from placement.model.jobs import validate_jobs
+from placement.model.portfolio import SolveOptions
 from placement.plan import package_version
-from placement.replan import ReplanOptions, replan
+from placement.replan.run import ReplanOptions, replan
 
 
 def diff_counts(before: pa.Table, after: pa.Table) -> dict[str, int]:

@@ -4,7 +4,7 @@ For each family × size, one generated instance (``bench.instances``) is solved 
 (solver ``auto``, the chosen backend) and by each peer (``bench.peers``), one after another, each
 in its own process (``multiprocessing`` spawn): peak RSS is that process's, a crash or a runaway
 solve is contained, and a supervisor kills a process that overruns its phase (build, solve) or
-the memory limit. Every plan is validated with ``placement.validate.validate_plan``.
+the memory limit. Every plan is validated with ``placement.validate.validator.validate_plan``.
 
 Per instance, the *best bound* is the smallest valid $/h bound any solver proved on the
 lexicographic optimum's total net value; each solver is scored against it (``gap_to_best``) and
@@ -95,7 +95,7 @@ def _load(task: dict[str, Any]) -> tuple[Any, Any]:
 
 def _validate(portfolio: Any, jobs: Any, problem: Any, solution: Any, seconds: float, seed: int) -> dict[str, Any]:
     from placement.plan import build_plan  # noqa: PLC0415
-    from placement.validate import validate_plan  # noqa: PLC0415
+    from placement.validate.validator import validate_plan  # noqa: PLC0415
 
     plan = build_plan(problem, solution, seconds=seconds, seed=seed)
     found = validate_plan(portfolio, jobs, plan.table)
@@ -151,7 +151,7 @@ def _child_ours(task: dict[str, Any], send: Any) -> dict[str, Any]:
 
 def _child_peer(task: dict[str, Any], send: Any) -> dict[str, Any]:
     from bench import peers  # noqa: PLC0415
-    from placement.problem import compile_problem  # noqa: PLC0415
+    from placement.core.problem import compile_problem  # noqa: PLC0415
 
     portfolio, jobs = _load(task)
     t = time.monotonic()
@@ -173,7 +173,7 @@ def _child_kernel(task: dict[str, Any], send: Any) -> dict[str, Any]:
     from placement.kernels import kernels_for  # noqa: PLC0415
 
     from bench.peers import candidate_count  # noqa: PLC0415
-    from placement.problem import compile_problem  # noqa: PLC0415
+    from placement.core.problem import compile_problem  # noqa: PLC0415
 
     portfolio, jobs = _load(task)
     problem = compile_problem(portfolio, jobs)
@@ -210,7 +210,7 @@ def _child_warmup(task: dict[str, Any], send: Any) -> dict[str, Any]:
     """Fill Numba's on-disk caches (our kernels, FFD) so no timed run pays for compilation."""
     from bench.peers import first_fit_decreasing  # noqa: PLC0415
     from placement import SolveOptions, solve  # noqa: PLC0415
-    from placement.problem import compile_problem  # noqa: PLC0415
+    from placement.core.problem import compile_problem  # noqa: PLC0415
 
     portfolio, jobs = _load(task)
     send("phase", "solve")

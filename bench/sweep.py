@@ -2,7 +2,7 @@
 
     python -m bench.sweep --size M --time-limit 3 --workers 1,2 --executors local,ray
 
-The 32 scenarios are a grid over the generated instance (``placement.generate``, family
+The 32 scenarios are a grid over the generated instance (``placement.generate.families``, family
 ``neocloud``): grid curtailment of the first quarter of the sites (100/85/70/55%) × energy
 price (base, +50%) × demand (base, +25% for every tenant) × PUE (base, 1.1 everywhere), less the
 all-base corner, plus the first site going offline. Each scenario is a full solve with the
@@ -29,12 +29,12 @@ from typing import Any
 
 from bench.instances import SIZES, instance, load, parse_sizes
 from bench.runner import _cpu_model
-from placement.executors import make_executor
-from placement.model import Portfolio, SolveOptions
+from placement.core.executors import make_executor
+from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import package_version
-from placement.problem import compile_problem
-from placement.scenarios import Scenario, ScenarioFile
-from placement.sweep import SweepInputs, run_sweep
+from placement.core.problem import compile_problem
+from placement.sweep.scenarios import Scenario, ScenarioFile
+from placement.sweep.run import SweepInputs, run_sweep
 
 N_NOOP_TASKS = 64
 

@@ -10,7 +10,7 @@ import pytest
 from placement.kernels import gpu_status, kernels_for
 
 from bench.kernels import build_problem
-from placement.problem import Problem
+from placement.core.problem import Problem
 
 N_JOBS, N_SITES = 5_000, 50
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from placement.errors import BackendUnavailableError
 from placement.kernels import reference
-from placement.problem import Problem
+from placement.core.problem import Problem
 
 log = logging.getLogger("placement")
 

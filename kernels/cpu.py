@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from placement.problem import MW_TOLERANCE, Problem
+from placement.core.problem import MW_TOLERANCE, Problem
 
 NO_SCORE = -np.inf
 

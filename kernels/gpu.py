@@ -37,7 +37,7 @@ from numba import config, cuda
 from placement.kernels import cpu
 
 from placement.errors import BackendUnavailableError
-from placement.problem import Problem
+from placement.core.problem import Problem
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 JOB_CLASS = cpu.PROBLEM_ARRAYS.index("job_class")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from placement.problem import MW_TOLERANCE, Problem
+from placement.core.problem import MW_TOLERANCE, Problem
 
 CHUNK_CANDIDATES = 2_000_000
 NO_SCORE = -np.inf

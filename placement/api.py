@@ -10,11 +10,11 @@ import pyarrow as pa
 
 from placement.errors import InvalidPlanError
 from placement.kernels import kernels_for
-from placement.model import Portfolio, SolveOptions
+from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import Plan, build_plan
-from placement.problem import Problem, compile_problem
+from placement.core.problem import Problem, compile_problem
 from placement.solvers.pipeline import Progress, run_pipeline
-from placement.validate import validate_plan
+from placement.validate.validator import validate_plan
 
 log = logging.getLogger("placement")
 
@@ -42,7 +42,7 @@ def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
     Raises ``InvalidPlanError`` if the solver broke a hard constraint (a bug). A required job
     that cannot be placed is not an error here: the plan's summary has status ``infeasible``
     and lists it under ``required_unplaced``. ``initial_plan`` (a plan table) warm-starts the
-    solvers: ``placement.replan.warm_start`` maps, repairs and fills it. ``problem``, when
+    solvers: ``placement.replan.run.warm_start`` maps, repairs and fills it. ``problem``, when
     given, must be these inputs already compiled (sweeps reuse one across scenarios).
     """
     options = options or portfolio.solve
@@ -52,7 +52,7 @@ def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
     kernels = kernels_for(problem, options.backend)
     initial = None
     if initial_plan is not None:
-        from placement.replan import warm_start  # noqa: PLC0415
+        from placement.replan.run import warm_start  # noqa: PLC0415
 
         initial = warm_start(problem, initial_plan, kernels, options)
     solution = run_pipeline(problem, options, kernels, on_progress=on_progress, initial=initial)

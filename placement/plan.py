@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from placement.io import write_json, write_table
-from placement.problem import Filter, Problem
-from placement.solution import TERMS, Reason, Solution, solution_terms
+from placement.io.tables import write_json, write_table
+from placement.core.problem import Filter, Problem
+from placement.core.solution import TERMS, Reason, Solution, solution_terms
 
 REASON_TEXT = {
     Reason.NO_ELIGIBLE_SITE: "no eligible site",

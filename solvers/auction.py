@@ -31,9 +31,9 @@ import numpy as np
 
 from placement.kernels import Kernels, kernels_for
 from placement.kernels.reference import candidate_speed, unit_terms
-from placement.model import SolveOptions
-from placement.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
-from placement.solution import Reason, Solution, usage
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
+from placement.core.solution import Reason, Solution, usage
 from placement.solvers.greedy import solve_greedy
 from placement.solvers.lagrangian import evaluate_dual
 

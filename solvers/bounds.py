@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from placement.kernels import Kernels
-from placement.problem import Problem
+from placement.core.problem import Problem
 
 
 def relaxed_bound(problem: Problem, kernels: Kernels) -> float:

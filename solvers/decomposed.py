@@ -13,7 +13,7 @@ For instances too big for one process's time limit (``--solver decomposed [--par
    every pool's GPUs and site's MW are split into K shares: first what each part's jobs use
    now (so a pinned or running job keeps room where it runs), then the rest evenly. The
    migration budget is split in proportion to the jobs that could move.
-2. **Parts** run the normal pipeline (solver ``auto``) in parallel on ``placement.executors``
+2. **Parts** run the normal pipeline (solver ``auto``) in parallel on ``placement.core.executors``
    (local process pool or Ray) within ``PARTS_SHARE`` of the time limit. The full problem is the
    shared payload (sent once per worker); each task carries only its part's arrays.
 3. **Merge** the part plans into one plan of the full problem and ``repair`` it (a safety net:
@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placement.executors import make_executor, threads_per_worker
+from placement.core.executors import make_executor, threads_per_worker
 from placement.kernels import Kernels, kernels_for
-from placement.model import SolveOptions
-from placement.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
-from placement.solution import Reason, Solution, tier_objectives, usage
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
+from placement.core.solution import Reason, Solution, tier_objectives, usage
 from placement.solvers import pipeline
 from placement.solvers.bounds import relaxed_bound
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor

@@ -32,9 +32,9 @@ from ortools.sat.python import cp_model
 
 from placement.kernels.backend import ReferenceKernels
 from placement.kernels.reference import expand_candidates, unit_terms
-from placement.model import SolveOptions
-from placement.problem import UNLIMITED, Problem
-from placement.solution import Reason, Solution
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import UNLIMITED, Problem
+from placement.core.solution import Reason, Solution
 from placement.solvers.reasons import explain_unplaced
 
 OBJ_SCALE = 1_000_000  # integer objective units per $/h (1 micro-dollar per hour)

@@ -14,9 +14,9 @@ import numpy as np
 
 from placement.kernels import Kernels
 from placement.kernels.reference import candidate_speed, score_candidates, unit_terms
-from placement.model import SolveOptions
-from placement.problem import MW_TOLERANCE, Problem
-from placement.solution import Reason, Solution
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import MW_TOLERANCE, Problem
+from placement.core.solution import Reason, Solution
 from placement.solvers.reasons import explain_unplaced
 
 BATCH_JOBS = 4096

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from placement.kernels import Kernels
-from placement.problem import Problem
-from placement.solution import Reason, Solution, tier_objectives
+from placement.core.problem import Problem
+from placement.core.solution import Reason, Solution, tier_objectives
 
 
 @dataclass(frozen=True)

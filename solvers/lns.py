@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from placement.model import SolveOptions
-from placement.problem import Problem, subproblem
-from placement.solution import Reason, Solution, solution_terms, tier_objectives, usage
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import Problem, subproblem
+from placement.core.solution import Reason, Solution, solution_terms, tier_objectives, usage
 
 # Freed jobs per neighbourhood: CP-SAT proves these in about a second.
 MAX_FREE_JOBS = 300

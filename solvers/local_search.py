@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from placement.kernels import Kernels
-from placement.problem import UNLIMITED, Problem
-from placement.solution import Reason, Solution, solution_terms, usage
+from placement.core.problem import UNLIMITED, Problem
+from placement.core.solution import Reason, Solution, solution_terms, usage
 
 MAX_SWAP_JOBS = 4096  # unplaced gangs considered for a swap per round
 SWAP_POOLS = 3  # of each one's best pools (empty portfolio)

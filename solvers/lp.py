@@ -26,8 +26,8 @@ import numpy as np
 
 from placement.kernels import Kernels
 from placement.kernels.reference import candidate_speed, unit_terms
-from placement.problem import UNLIMITED, Problem
-from placement.solution import Solution
+from placement.core.problem import UNLIMITED, Problem
+from placement.core.solution import Solution
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 
 INITIAL_COLUMNS_PER_JOB = 8

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import numpy as np
 
 from placement.kernels import Kernels, kernels_for
-from placement.model import SolveOptions
-from placement.problem import Problem, subproblem
-from placement.solution import Reason, Solution, tier_objectives, usage
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import Problem, subproblem
+from placement.core.solution import Reason, Solution, tier_objectives, usage
 from placement.solvers.bounds import relaxed_bound
 from placement.solvers.greedy import solve_greedy
 from placement.solvers.reasons import explain_unplaced

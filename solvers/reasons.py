@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from placement.kernels import Kernels
-from placement.problem import Problem
-from placement.solution import Reason
+from placement.core.problem import Problem
+from placement.core.solution import Reason
 
 
 def explain_unplaced(problem: Problem, kernels: Kernels, jobs: np.ndarray) -> np.ndarray:

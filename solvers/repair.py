@@ -44,9 +44,9 @@ import numpy as np
 
 from placement.kernels import Kernels, kernels_for
 from placement.kernels.reference import candidate_speed, unit_terms
-from placement.model import SolveOptions
-from placement.problem import MW_TOLERANCE, Filter, Problem, subproblem
-from placement.solution import Reason, Solution
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import MW_TOLERANCE, Filter, Problem, subproblem
+from placement.core.solution import Reason, Solution
 
 
 class Cause(IntEnum):

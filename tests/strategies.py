@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 from hypothesis import strategies as st
 
-from placement.config import portfolio_from_dict
-from placement.jobs import jobs_table, validate_pairs
-from placement.model import Portfolio
+from placement.io.config import portfolio_from_dict
+from placement.model.jobs import jobs_table, validate_pairs
+from placement.model.portfolio import Portfolio
 
 TYPES = ["H100", "A100", "B200", "GB200"]
 REGIONS = ["us-tx", "us-ok", "eu-fi"]

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from placement import solve, validate_plan
 from placement.kernels import kernels_for
-from placement.model import SolveOptions
+from placement.model.portfolio import SolveOptions
 from placement.plan import build_plan
-from placement.problem import compile_problem
-from placement.solution import Reason, Solution, tier_objectives
+from placement.core.problem import compile_problem
+from placement.core.solution import Reason, Solution, tier_objectives
 from placement.solvers import pipeline
 from placement.solvers.auction import segmented_accept, solve_auction
 from tests.strategies import instances, random_instance, tier_temptation

@@ -87,7 +87,7 @@ def test_peers_plans_pass_the_validator(seed):
     from bench import peers
     from placement import SolveOptions, compile_problem, validate_plan
     from placement.plan import build_plan
-    from placement.solution import tier_objectives
+    from placement.core.solution import tier_objectives
     from tests.strategies import random_instance
 
     inst = random_instance(seed, 1 + seed % 4, 5 + seed % 8, with_required=seed % 3 == 0)

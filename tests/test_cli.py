@@ -9,7 +9,7 @@ import pyarrow.csv as pacsv
 import pytest
 from typer.testing import CliRunner
 
-from placement.cli import app
+from placement.cli.main import app
 from placement.kernels import gpu_status
 
 DATA = Path(__file__).parent / "data"

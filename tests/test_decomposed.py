@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from placement import solve, validate_plan
-from placement.config import portfolio_from_dict
-from placement.executors import Executor, Task
-from placement.jobs import jobs_table
+from placement.io.config import portfolio_from_dict
+from placement.core.executors import Executor, Task
+from placement.model.jobs import jobs_table
 from placement.kernels import kernels_for
-from placement.model import SolveOptions
-from placement.problem import MW_TOLERANCE, UNLIMITED, compile_problem
-from placement.solution import usage
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, compile_problem
+from placement.core.solution import usage
 from placement.solvers import decomposed, pipeline
 from placement.solvers.exact import solve_exact
 from placement.solvers.lp import lp_bound

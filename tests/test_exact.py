@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from placement.config import portfolio_from_dict
-from placement.jobs import jobs_table
+from placement.io.config import portfolio_from_dict
+from placement.model.jobs import jobs_table
 from placement.kernels.reference import unit_terms
-from placement.model import SolveOptions
-from placement.problem import MW_TOLERANCE, UNLIMITED, Problem, compile_problem
-from placement.solution import Reason, Solution
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem, compile_problem
+from placement.core.solution import Reason, Solution
 from placement.solvers.exact import solve_exact
 from tests.strategies import random_instance
 
@@ -272,8 +272,8 @@ def test_progress_and_hint() -> None:
 
 
 def test_plans_pass_the_independent_validator() -> None:
-    """Exact plans on random instances pass placement.validate (only required jobs may be flagged)."""
-    validate = pytest.importorskip("placement.validate")
+    """Exact plans on random instances pass placement.validate.validator (only required jobs may be flagged)."""
+    validate = pytest.importorskip("placement.validate.validator")
     plan = pytest.importorskip("placement.plan")
     for seed in range(20):
         inst = random_instance(seed, 1 + seed % 5, 12, with_required=seed % 2 == 0)

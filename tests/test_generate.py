@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from placement.config import load_config, portfolio_from_dict
-from placement.generate import FAMILIES, generate, write_instance
-from placement.io import read_jobs
-from placement.jobs import JOB_COLUMNS, validate_jobs
-from placement.problem import Filter, compile_problem
+from placement.io.config import load_config, portfolio_from_dict
+from placement.generate.families import FAMILIES, generate, write_instance
+from placement.io.tables import read_jobs
+from placement.model.jobs import JOB_COLUMNS, validate_jobs
+from placement.core.problem import Filter, compile_problem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = sorted(CONFIGS.glob("*.toml"))

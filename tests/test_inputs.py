@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from placement.cli import app
-from placement.config import load_config
+from placement.cli.main import app
+from placement.io.config import load_config
 from placement.errors import InputError
-from placement.io import read_jobs
+from placement.io.tables import read_jobs
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.toml"

@@ -16,10 +16,10 @@ from placement.kernels import gpu_status, kernels_for, reference
 from placement.kernels.backend import ReferenceKernels
 from placement.kernels.cpu import CpuKernels
 
-from placement.config import portfolio_from_dict
+from placement.io.config import portfolio_from_dict
 from placement.errors import BackendUnavailableError
-from placement.jobs import jobs_table
-from placement.problem import MW_TOLERANCE, Problem, compile_problem
+from placement.model.jobs import jobs_table
+from placement.core.problem import MW_TOLERANCE, Problem, compile_problem
 from tests.strategies import Instance, instances, random_instance
 
 SETTINGS = settings(max_examples=40, derandomize=True, deadline=None,

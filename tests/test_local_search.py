@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from placement.config import portfolio_from_dict
-from placement.jobs import jobs_table
+from placement.io.config import portfolio_from_dict
+from placement.model.jobs import jobs_table
 from placement.kernels import kernels_for
-from placement.problem import compile_problem
-from placement.solution import Reason, Solution, tier_objectives
+from placement.core.problem import compile_problem
+from placement.core.solution import Reason, Solution, tier_objectives
 from placement.solvers.local_search import improve
 
 

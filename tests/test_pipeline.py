@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 
 from placement import solve, validate_plan
 from placement.kernels import kernels_for
-from placement.model import SolveOptions
-from placement.problem import compile_problem
+from placement.model.portfolio import SolveOptions
+from placement.core.problem import compile_problem
 from placement.solvers import pipeline
 from placement.solvers.lp import lp_bound
 from tests.strategies import instances, random_instance, tier_temptation
@@ -111,7 +111,7 @@ def test_local_search_never_worsens_and_stays_valid() -> None:
     from placement.plan import build_plan
     from placement.solvers.greedy import solve_greedy
     from placement.solvers.local_search import improve
-    from placement.solution import tier_objectives
+    from placement.core.solution import tier_objectives
 
     for seed in range(15):
         inst = random_instance(seed, 4, 30, with_current=False)

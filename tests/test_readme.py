@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from placement.cli import app
+from placement.cli.main import app
 
 ROOT = Path(__file__).parent.parent
 

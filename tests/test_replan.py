@@ -13,15 +13,15 @@ import typer
 from typer.testing import CliRunner
 
 from placement import solve, validate_plan
-from placement.config import portfolio_from_dict
+from placement.io.config import portfolio_from_dict
 from placement.errors import InputError
-from placement.io import write_table
-from placement.jobs import jobs_table
+from placement.io.tables import write_table
+from placement.model.jobs import jobs_table
 from placement.kernels import kernels_for
-from placement.model import SolveOptions
+from placement.model.portfolio import SolveOptions
 from placement.plan import build_plan
-from placement.problem import compile_problem
-from placement.replan import (
+from placement.core.problem import compile_problem
+from placement.replan.run import (
     Curtail,
     Outage,
     ReplanOptions,
@@ -32,7 +32,7 @@ from placement.replan import (
     plan_to_solution,
     replan,
 )
-from placement.replan_cli import replan as replan_command
+from placement.cli.replan import replan as replan_command
 from placement.solvers import pipeline
 from placement.solvers.repair import repair, shed_rank
 from tests.strategies import random_instance

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from placement.config import load_config
+from placement.io.config import load_config
 from placement.errors import InputError
-from placement.problem import compile_problem, same_structure, with_site_figures
-from placement.scenarios import Scenario, ScenarioError, apply_scenario, load_scenarios
+from placement.core.problem import compile_problem, same_structure, with_site_figures
+from placement.sweep.scenarios import Scenario, ScenarioError, apply_scenario, load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = load_config(ROOT / "configs" / "demo.toml")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from placement import load_config, solve, validate_plan
-from placement.model import SolveOptions
+from placement.model.portfolio import SolveOptions
 from tests.strategies import instances, random_instance
 
 TINY = Path(__file__).parent / "data" / "tiny.toml"
@@ -96,7 +96,7 @@ def test_same_seed_same_plan() -> None:
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json", ".arrow"])
 def test_plan_round_trips_through_every_format(tmp_path: Path, suffix: str) -> None:
     """A written plan reads back and still validates, in every output format."""
-    from placement.io import read_plan_table
+    from placement.io.tables import read_plan_table
 
     cfg = load_config(TINY)
     plan = solve(cfg.portfolio, cfg.jobs, cfg.pairs, _options("greedy"))
@@ -110,8 +110,8 @@ def test_plan_round_trips_through_every_format(tmp_path: Path, suffix: str) -> N
 
 def test_spent_budget_never_keeps_a_job_where_it_no_longer_fits_the_rules() -> None:
     """With max_moves=0 a gang too big for its current site's fabric is unplaced, not kept there."""
-    from placement.config import portfolio_from_dict
-    from placement.jobs import jobs_table
+    from placement.io.config import portfolio_from_dict
+    from placement.model.jobs import jobs_table
 
     portfolio = portfolio_from_dict({"sites": [
         {"id": "small", "region": "r", "grid_mw": 1.0, "pools": {"H100": 64}, "max_gang_gpus": 8},

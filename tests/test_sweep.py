@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from placement.cli import app
-from placement.config import load_config
-from placement.executors import make_executor
-from placement.scenarios import Scenario
-from placement.sweep import run_sweep, solve_scenario, table_rows
+from placement.cli.main import app
+from placement.io.config import load_config
+from placement.core.executors import make_executor
+from placement.sweep.scenarios import Scenario
+from placement.sweep.run import run_sweep, solve_scenario, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = load_config(ROOT / "configs" / "demo.toml")

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from placement.config import portfolio_from_dict
-from placement.jobs import jobs_table, validate_pairs
-from placement.model import Portfolio, SolveOptions
-from placement.validate import Violation, validate_plan
+from placement.io.config import portfolio_from_dict
+from placement.model.jobs import jobs_table, validate_pairs
+from placement.model.portfolio import Portfolio, SolveOptions
+from placement.validate.validator import Violation, validate_plan
 from tests.strategies import random_instance
 
 SITES = [

@@ -8,7 +8,7 @@ from enum import IntEnum
 import numpy as np
 
 from placement.kernels.reference import candidate_speed, unit_terms
-from placement.problem import Problem
+from placement.core.problem import Problem
 
 TERMS = ("value", "energy", "carbon", "pair", "migration")
 

@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from placement.jobs import parse_list, parse_type_spec
-from placement.model import Portfolio, SolveOptions
+from placement.model.jobs import parse_list, parse_type_spec
+from placement.model.portfolio import Portfolio, SolveOptions
 
 # Effectively unlimited gang size / budget, kept integral for Numba and CP-SAT.
 UNLIMITED = np.iinfo(np.int64).max // 4
@@ -152,7 +152,7 @@ def compile_problem(
     pairs: pa.Table | None = None,
     options: SolveOptions | None = None,
 ) -> Problem:
-    """Compile validated inputs into arrays. ``jobs``/``pairs`` come from ``placement.jobs``."""
+    """Compile validated inputs into arrays. ``jobs``/``pairs`` come from ``placement.model.jobs``."""
     options = options or portfolio.solve
     sites = portfolio.sites
     type_names = list(portfolio.gpu_types)

@@ -1,6 +1,6 @@
 """``placement replan``: re-plan after events, starting from the plan running now; print the diff.
 
-Registered on the main app by ``placement.cli`` (``app.command()(replan)``). Exit codes as for
+Registered on the main app by ``placement.cli.main`` (``app.command()(replan)``). Exit codes as for
 ``solve``: 0 ok; 2 bad input (a config, table, plan, option or ``--event`` problem: the message
 names the file or event text and the field); 3 a required job cannot be placed (the plan is
 still written, with the job unplaced and the reason printed).
@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from placement.cli_common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
+from placement.cli.common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
                                   TimeLimitOpt, check_outputs, exit_if_required_unplaced, fail, load_inputs,
                                   out, progress)
 from placement.errors import BackendUnavailableError, InputError
-from placement.report import money
+from placement.cli.report import money
 
 MAX_CHANGE_ROWS = 30
 MAX_SITE_ROWS = 25
@@ -49,8 +49,8 @@ def replan(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-plan after events from the plan running now: write the new plan, print what changes."""
-    from placement.replan import parse_event, replan_options  # noqa: PLC0415
-    from placement.replan import replan as run_replan
+    from placement.replan.run import parse_event, replan_options  # noqa: PLC0415
+    from placement.replan.run import replan as run_replan
 
     try:
         check_outputs((out_path, changes_path), summary_path)

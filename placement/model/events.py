@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from placement.errors import InputError, did_you_mean
-from placement.model import Pool, Portfolio
+from placement.model.portfolio import Pool, Portfolio
 
 
 def _fmt(x: float) -> str:

@@ -1,6 +1,6 @@
 """``placement sweep``: solve the base case and every what-if scenario, in parallel; compare them.
 
-Registered on the main app by ``placement.cli``. Exit codes: 0 every scenario solved (an
+Registered on the main app by ``placement.cli.main``. Exit codes: 0 every scenario solved (an
 infeasible scenario is a result: its row says which required jobs do not fit); 1 one or more
 scenarios failed (their rows say why; every other scenario's results are written); 2 bad input
 (config, jobs, scenarios file, options) or Ray asked for but not installed.
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from placement.cli_common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
+from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
                                   SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, fail, load_inputs, out,
                                   solve_options)
 from placement.errors import BackendUnavailableError, InputError
@@ -40,9 +40,9 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Solve the base case and each scenario (time limit per scenario); write and print the comparison."""
-    from placement.executors import make_executor  # noqa: PLC0415
-    from placement.scenarios import load_scenarios  # noqa: PLC0415
-    from placement.sweep import run_sweep, table_rows  # noqa: PLC0415
+    from placement.core.executors import make_executor  # noqa: PLC0415
+    from placement.sweep.scenarios import load_scenarios  # noqa: PLC0415
+    from placement.sweep.run import run_sweep, table_rows  # noqa: PLC0415
 
     try:
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)

@@ -1,6 +1,6 @@
 """The portfolio model: GPU types, sites with pools, objective settings and solve options.
 
-Units are part of every field name. Jobs are columnar (``placement.jobs``): a million of them
+Units are part of every field name. Jobs are columnar (``placement.model.jobs``): a million of them
 are one Arrow table, not a million objects; ``TrainingJob`` and ``InferenceJob`` below are the
 typed row shapes for library callers and inline config jobs, and go through the same
 column-wise checks as a Parquet file.

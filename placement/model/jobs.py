@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from placement.errors import InputError, did_you_mean
-from placement.model import InferenceJob, Portfolio, TrainingJob
+from placement.model.portfolio import InferenceJob, Portfolio, TrainingJob
 
 MAX_REPORTED_PROBLEMS = 20
 

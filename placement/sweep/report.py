@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from placement.io import atomic_write
-from placement.model import SolveOptions
+from placement.io.tables import atomic_write
+from placement.model.portfolio import SolveOptions
 
 
 def _money(x: float | None) -> str:

@@ -15,10 +15,10 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from placement.config import CONFIG_SUFFIXES, load_config
+from placement.io.config import CONFIG_SUFFIXES, load_config
 from placement.errors import InputError
-from placement.jobs import JOB_COLUMNS, PAIR_COLUMNS, Column, validate_jobs, validate_pairs
-from placement.model import Portfolio
+from placement.model.jobs import JOB_COLUMNS, PAIR_COLUMNS, Column, validate_jobs, validate_pairs
+from placement.model.portfolio import Portfolio
 
 TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".csv")
 

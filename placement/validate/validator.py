@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from placement.jobs import parse_list, parse_type_spec
-from placement.model import Portfolio, SolveOptions
+from placement.model.jobs import parse_list, parse_type_spec
+from placement.model.portfolio import Portfolio, SolveOptions
 
 PLAN_COLUMNS = ("job_id", "status", "site_id", "gpu_type", "replicas", "gpus")
 # A plan exactly at a cap is feasible; sums taken in another order may differ by rounding.

@@ -15,12 +15,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from placement.cli_common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
+from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
                                   SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs,
                                   exit_if_required_unplaced, fail, load_inputs, out, progress, solve_options)
 from placement.errors import BackendUnavailableError, InputError
-from placement.replan_cli import replan as _replan
-from placement.sweep_cli import sweep as _sweep
+from placement.cli.replan import replan as _replan
+from placement.cli.sweep import sweep as _sweep
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 JobsOpt = Annotated[Optional[Path], typer.Option("--jobs", help="jobs table (.parquet, .arrow, .csv); default: the config's inline [[jobs]]")]
@@ -66,7 +66,7 @@ def solve(
     if as_json:
         print(json.dumps(plan.summary, indent=2, default=str))
     elif not quiet:
-        from placement.report import print_report  # noqa: PLC0415
+        from placement.cli.report import print_report  # noqa: PLC0415
 
         print_report(plan.summary, out)
     exit_if_required_unplaced(plan.summary, plan.table)
@@ -80,8 +80,8 @@ def validate(
     pairs: PairsOpt = None,
 ) -> None:
     """Check a plan against every hard constraint: exit 0 when valid, 1 with the violations."""
-    from placement.io import read_plan_table  # noqa: PLC0415
-    from placement.validate import validate_plan  # noqa: PLC0415
+    from placement.io.tables import read_plan_table  # noqa: PLC0415
+    from placement.validate.validator import validate_plan  # noqa: PLC0415
 
     try:
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
@@ -107,7 +107,7 @@ def generate(
     portfolio: Annotated[Optional[Path], typer.Option("--portfolio", help="use this config's sites instead of synthetic ones")] = None,
 ) -> None:
     """Write DIR/portfolio.toml and DIR/jobs.parquet for an instance family."""
-    from placement.generate import FAMILIES, write_instance  # noqa: PLC0415
+    from placement.generate.families import FAMILIES, write_instance  # noqa: PLC0415
 
     if family not in FAMILIES:
         raise fail(InputError("command line", [("FAMILY", f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")]))

@@ -8,8 +8,8 @@ departed, with the reason.
 
 **Events** (``Curtail``, ``Outage``, ``SetOnline``, ``SetPool``; ``parse_event`` reads the CLI
 form) change the portfolio *now*: ``apply_events`` returns a new, re-validated ``Portfolio`` and
-never mutates its input. They live in ``placement.events`` (the grammar and its errors are
-described there) and are re-exported here; the per-job diff is built in ``placement.changes``.
+never mutates its input. They live in ``placement.model.events`` (the grammar and its errors are
+described there) and are re-exported here; the per-job diff is built in ``placement.replan.changes``.
 
 **The current placement** comes from the plan table where it lists a job (a placed row is where
 it runs; an unplaced row means it does not run) and otherwise from the jobs table's
@@ -61,24 +61,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from placement.changes import CHANGES as CHANGES
-from placement.changes import build_changes
+from placement.replan.changes import CHANGES as CHANGES
+from placement.replan.changes import build_changes
 from placement.errors import InputError, InvalidPlanError, did_you_mean
-from placement.events import EVENT_GRAMMAR as EVENT_GRAMMAR
-from placement.events import Curtail as Curtail
-from placement.events import Event as Event
-from placement.events import Outage as Outage
-from placement.events import SetOnline as SetOnline
-from placement.events import SetPool as SetPool
-from placement.events import apply_events, parse_events
-from placement.events import check_event as check_event
-from placement.events import parse_event as parse_event
-from placement.io import write_table
-from placement.jobs import validate_jobs
-from placement.model import Portfolio, SolveOptions
+from placement.model.events import EVENT_GRAMMAR as EVENT_GRAMMAR
+from placement.model.events import Curtail as Curtail
+from placement.model.events import Event as Event
+from placement.model.events import Outage as Outage
+from placement.model.events import SetOnline as SetOnline
+from placement.model.events import SetPool as SetPool
+from placement.model.events import apply_events, parse_events
+from placement.model.events import check_event as check_event
+from placement.model.events import parse_event as parse_event
+from placement.io.tables import write_table
+from placement.model.jobs import validate_jobs
+from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import Plan, build_plan
-from placement.problem import UNLIMITED, Problem, compile_problem
-from placement.solution import Reason, Solution
+from placement.core.problem import UNLIMITED, Problem, compile_problem
+from placement.core.solution import Reason, Solution
 
 # --- options --------------------------------------------------------------------------------
 
@@ -417,7 +417,7 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     plan with status ``infeasible`` listing it under ``required_unplaced``.
     """
     from placement.api import input_digest  # noqa: PLC0415
-    from placement.io import read_plan_table  # noqa: PLC0415
+    from placement.io.tables import read_plan_table  # noqa: PLC0415
     from placement.kernels import kernels_for  # noqa: PLC0415
     from placement.solvers.pipeline import (  # noqa: PLC0415
         EXACT_MAX_CANDIDATES,
@@ -425,7 +425,7 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
         run_pipeline,
     )
     from placement.solvers.repair import Current, repair_with_report, settle, true_moves  # noqa: PLC0415
-    from placement.validate import validate_plan  # noqa: PLC0415
+    from placement.validate.validator import validate_plan  # noqa: PLC0415
 
     start = time.monotonic()
     opts = options if isinstance(options, ReplanOptions) else replan_options(portfolio, options)
@@ -571,7 +571,7 @@ def improve_warm(P: Problem, options: SolveOptions, kernels: Any, warm: Solution
     is strictly better, migration costs included; a greedy fill then re-places jobs a
     neighbourhood stopped that fit elsewhere. Bound: the relaxed bound (one kernel pass).
     """
-    from placement.solution import tier_objectives  # noqa: PLC0415
+    from placement.core.solution import tier_objectives  # noqa: PLC0415
     from placement.solvers.bounds import relaxed_bound  # noqa: PLC0415
     from placement.solvers.lns import improve  # noqa: PLC0415
     from placement.solvers.pipeline import SOLVER_REASONS  # noqa: PLC0415

@@ -19,9 +19,9 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from placement import model
+from placement.model import portfolio as model
 from placement.errors import InputError, did_you_mean
-from placement.jobs import jobs_table, validate_pairs
+from placement.model.jobs import jobs_table, validate_pairs
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 

@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from placement.errors import InputError
-from placement.model import Portfolio, Site
+from placement.model.portfolio import Portfolio, Site
 
 BASE = "base"
 Scale = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -161,7 +161,7 @@ class ScenarioFile(_Strict):
 
 def load_scenarios(path: str | Path) -> list[Scenario]:
     """Read and check a scenarios file; shape errors raise ``InputError`` naming the field."""
-    from placement.config import validation_problems, read_document  # noqa: PLC0415
+    from placement.io.config import validation_problems, read_document  # noqa: PLC0415
 
     data = read_document(path)
     try:
@@ -176,8 +176,8 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
 def apply_scenario(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None, scenario: Edits,
                    seed: int = 0) -> tuple[Portfolio, pa.Table, pa.Table | None]:
     """The scenario's portfolio, jobs and pairs; ``ScenarioError`` says which edit does not fit."""
-    from placement.config import validation_problems  # noqa: PLC0415
-    from placement.jobs import validate_jobs, validate_pairs  # noqa: PLC0415
+    from placement.io.config import validation_problems  # noqa: PLC0415
+    from placement.model.jobs import validate_jobs, validate_pairs  # noqa: PLC0415
 
     data = portfolio.model_dump()
     for i, change in enumerate(scenario.sites):

@@ -32,11 +32,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from placement.executors import Executor, Task, threads_per_worker
-from placement.io import write_json, write_table
-from placement.model import Portfolio, SolveOptions
-from placement.problem import Problem
-from placement.scenarios import BASE, Scenario, ScenarioError, apply_scenario
+from placement.core.executors import Executor, Task, threads_per_worker
+from placement.io.tables import write_json, write_table
+from placement.model.portfolio import Portfolio, SolveOptions
+from placement.core.problem import Problem
+from placement.sweep.scenarios import BASE, Scenario, ScenarioError, apply_scenario
 
 log = logging.getLogger("placement")
 
@@ -88,7 +88,7 @@ def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict[str, Any]:
     import numba  # noqa: PLC0415
 
     from placement.api import solve  # noqa: PLC0415
-    from placement.problem import same_structure, with_site_figures  # noqa: PLC0415
+    from placement.core.problem import same_structure, with_site_figures  # noqa: PLC0415
 
     start = time.monotonic()
     fp = fingerprint(inputs.input_sha256, scenario, inputs.options)
@@ -154,7 +154,7 @@ def run_sweep(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None, scen
     ``task`` replaces ``solve_scenario`` (same signature; tests wrap it to kill workers).
     """
     from placement.api import input_digest  # noqa: PLC0415
-    from placement.problem import compile_problem  # noqa: PLC0415
+    from placement.core.problem import compile_problem  # noqa: PLC0415
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ def run_sweep(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None, scen
                 on_row(rows[todo[i].name])
     table = comparison_table([rows[s.name] for s in everything])
     write_table(table, out / "sweep.parquet")
-    from placement.sweep_report import write_chart, write_markdown  # noqa: PLC0415
+    from placement.sweep.report import write_chart, write_markdown  # noqa: PLC0415
 
     write_markdown(table, out / "sweep.md", options)
     write_chart(table, out / "sweep.png")

@@ -1,7 +1,7 @@
 """The per-job diff of a re-plan: the ``changes`` table and the summary's ``changes`` section.
 
 A job is moved (from → to), stopped, started, unchanged or departed, with the reason; see
-``placement.replan.ReplanPlan`` for the columns and ``placement.replan`` for what counts as a move.
+``placement.replan.run.ReplanPlan`` for the columns and ``placement.replan.run`` for what counts as a move.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from placement.model import Portfolio
+from placement.model.portfolio import Portfolio
 from placement.plan import Plan
-from placement.problem import Filter, Problem
-from placement.solution import Reason, Solution, solution_terms
+from placement.core.problem import Filter, Problem
+from placement.core.solution import Reason, Solution, solution_terms
 
 if TYPE_CHECKING:
-    from placement.events import Event
-    from placement.replan import CurrentState, ReplanOptions
+    from placement.model.events import Event
+    from placement.replan.run import CurrentState, ReplanOptions
 
 CHANGES = ("moved", "stopped", "started", "unchanged", "departed")
 

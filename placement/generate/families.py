@@ -48,10 +48,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tomli_w
 
-from placement.config import gpu_catalog, load_config
-from placement.io import atomic_write
-from placement.jobs import job_schema
-from placement.model import Portfolio
+from placement.io.config import gpu_catalog, load_config
+from placement.io.tables import atomic_write
+from placement.model.jobs import job_schema
+from placement.model.portfolio import Portfolio
 
 FAMILIES = ("neocloud", "frontier", "inference", "power-bound", "gpu-bound")
 log = logging.getLogger("placement")

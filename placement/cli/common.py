@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from placement.errors import InputError
 from placement.kernels.backend import Backend
-from placement.model import Portfolio, SolveOptions
+from placement.model.portfolio import Portfolio, SolveOptions
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -42,8 +42,8 @@ def fail(exc: Exception, code: int = 2) -> typer.Exit:
 
 def load_inputs(config: Path, jobs: Path | None, pairs: Path | None) -> tuple[Portfolio, pa.Table, pa.Table | None]:
     """Portfolio, jobs (the --jobs file or the config's inline jobs) and pair overrides."""
-    from placement.config import load_config  # noqa: PLC0415
-    from placement.io import read_jobs, read_pairs  # noqa: PLC0415
+    from placement.io.config import load_config  # noqa: PLC0415
+    from placement.io.tables import read_jobs, read_pairs  # noqa: PLC0415
 
     cfg = load_config(config)
     job_table = read_jobs(jobs, cfg.portfolio) if jobs else cfg.jobs
@@ -57,7 +57,7 @@ def solve_options(portfolio: Portfolio, **given: Any) -> SolveOptions:
     """The config's [solve] options with the command line's given values (None: not given) on top."""
     from pydantic import ValidationError  # noqa: PLC0415
 
-    from placement.config import validation_problems  # noqa: PLC0415
+    from placement.io.config import validation_problems  # noqa: PLC0415
 
     try:
         return portfolio.solve.model_validate(

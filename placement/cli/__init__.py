@@ -1,0 +1,1 @@
+"""The ``placement`` command line: one module per command, one shared wrapper for errors and progress."""

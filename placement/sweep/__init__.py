@@ -1,0 +1,1 @@
+"""What-if sweeps: scenario files, parallel runs over executors, and the comparison outputs."""
