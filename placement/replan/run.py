@@ -63,6 +63,7 @@ from pydantic import Field
 
 from placement.replan.changes import CHANGES as CHANGES
 from placement.replan.changes import build_changes
+from placement.io.columns import number_column, text_values
 from placement.errors import InputError, InvalidPlanError, did_you_mean
 from placement.model.events import EVENT_GRAMMAR as EVENT_GRAMMAR
 from placement.model.events import Curtail as Curtail
@@ -121,27 +122,12 @@ def replan_options(portfolio: Portfolio, options: SolveOptions | None = None, **
 # --- the current placement ------------------------------------------------------------------
 
 
-def _text(table: pa.Table, name: str) -> np.ndarray:
-    if name not in table.column_names:
-        return np.full(table.num_rows, None, object)
-    arr = table.column(name).combine_chunks()
-    arr = pa.nulls(len(arr), pa.string()) if pa.types.is_null(arr.type) else pc.cast(arr, pa.string())
-    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
-    return np.asarray(arr.to_numpy(zero_copy_only=False), object)
-
-
 def _number(table: pa.Table, name: str) -> np.ndarray:
-    if name not in table.column_names:
-        return np.full(table.num_rows, np.nan)
-    arr = table.column(name).combine_chunks()
-    if pa.types.is_null(arr.type):
-        return np.full(len(arr), np.nan)
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+    """A numeric column of a current plan; a column that is not numeric reads as all NaN."""
     try:
-        return np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), np.nan).to_numpy(zero_copy_only=False), float)
+        return number_column(table, name)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return np.full(len(arr), np.nan)
+        return np.full(table.num_rows, np.nan)
 
 
 @dataclass
@@ -162,9 +148,9 @@ def read_plan_rows(plan: pa.Table, portfolio: Portfolio, source: str = "current 
     missing = [c for c in ("job_id", "status", "site_id", "gpu_type", "replicas") if c not in plan.column_names]
     if missing:
         raise InputError(source, [(f"column '{c}'", "required plan column is missing") for c in missing])
-    job = _text(plan, "job_id")
-    status = _text(plan, "status")
-    site_name, type_name = _text(plan, "site_id"), _text(plan, "gpu_type")
+    job = text_values(plan, "job_id")
+    status = text_values(plan, "status")
+    site_name, type_name = text_values(plan, "site_id"), text_values(plan, "gpu_type")
     reps = _number(plan, "replicas")
     site_ids = [s.id for s in portfolio.sites]
     types = list(portfolio.gpu_types)
@@ -240,8 +226,8 @@ def current_state(portfolio: Portfolio, jobs: pa.Table, plan: PlanRows | None) -
         if len(plan.facility_mw) and not np.isnan(plan.facility_mw).any():
             before_mw = np.bincount(plan.site, weights=plan.facility_mw, minlength=len(site_ids))
     # Jobs the plan does not list: their own current_site / current_gpu_type, if any.
-    cs = _text(jobs, "current_site")
-    ct = _text(jobs, "current_gpu_type")
+    cs = text_values(jobs, "current_site")
+    ct = text_values(jobs, "current_gpu_type")
     inference = np.asarray(pc.equal(jobs.column("kind"), "inference").to_numpy(zero_copy_only=False), bool)
     reps = jobs.column("replicas").to_numpy()
     own = np.flatnonzero(~listed & np.array([s is not None for s in cs], bool) & np.array([t is not None for t in ct], bool))
@@ -284,8 +270,8 @@ def solve_jobs(portfolio: Portfolio, jobs: pa.Table, cur: CurrentState, listed_i
     types = list(portfolio.gpu_types)
     first = _primary(cur, n)
     runs = first >= 0
-    cs = np.asarray(_text(jobs, "current_site"), object)
-    ct = np.asarray(_text(jobs, "current_gpu_type"), object)
+    cs = np.asarray(text_values(jobs, "current_site"), object)
+    ct = np.asarray(text_values(jobs, "current_gpu_type"), object)
     pinned = np.asarray(jobs.column("pinned").to_numpy(zero_copy_only=False), bool)
     new_s = np.where(runs, np.array(site_ids, object)[cur.site[np.maximum(first, 0)]] if len(cur.job) else None, None)
     new_t = np.where(runs, np.array(types, object)[cur.gpu_type[np.maximum(first, 0)]] if len(cur.job) else None, None)
@@ -339,8 +325,8 @@ def plan_to_solution(problem: Problem, plan: pa.Table) -> Solution:
     unplaced (``OUT_VALUED``). The result is a warm start, not a valid plan: repair it first.
     """
     P = problem
-    job = _text(plan, "job_id")
-    status = _text(plan, "status")
+    job = text_values(plan, "job_id")
+    status = text_values(plan, "status")
     reps = _number(plan, "replicas")
     placed = (status == "placed") & (reps >= 1)
     pos = {k: i for i, k in enumerate(P.job_ids.tolist())}
@@ -350,8 +336,8 @@ def plan_to_solution(problem: Problem, plan: pa.Table) -> Solution:
     pool_of = np.full(P.n_sites * T, -1, np.int64)
     pool_of[P.pool_site * T + P.pool_type] = np.arange(P.n_pools)
     j = np.array([pos.get(k, -1) for k in job], np.int64)
-    s = np.array([s_idx.get(x, -1) for x in _text(plan, "site_id")], np.int64)
-    t = np.array([t_idx.get(x, -1) for x in _text(plan, "gpu_type")], np.int64)
+    s = np.array([s_idx.get(x, -1) for x in text_values(plan, "site_id")], np.int64)
+    t = np.array([t_idx.get(x, -1) for x in text_values(plan, "gpu_type")], np.int64)
     p = np.where((s >= 0) & (t >= 0), pool_of[np.maximum(s, 0) * T + np.maximum(t, 0)], -1)
     ok = placed & (j >= 0) & (p >= 0)
     reason = np.full(P.n_jobs, Reason.OUT_VALUED, np.int8)

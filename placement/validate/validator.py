@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from placement.io.columns import flag_column, number_column, text_column
 from placement.model.jobs import parse_list, parse_type_spec
 from placement.model.portfolio import Portfolio, SolveOptions
 
@@ -36,34 +37,6 @@ class Violation:
     job_id: str | None
     site_id: str | None
     message: str
-
-
-def _text(table: pa.Table, name: str) -> pa.Array:
-    """A column as strings with '' read as null (CSV/JSON round trips); all null if absent."""
-    if name not in table.column_names:
-        return pa.nulls(table.num_rows, pa.string())
-    arr = table.column(name).combine_chunks()
-    arr = pa.nulls(len(arr), pa.string()) if pa.types.is_null(arr.type) else pc.cast(arr, pa.string())
-    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
-
-
-def _num(table: pa.Table, name: str, fill: float = np.nan) -> np.ndarray:
-    """A numeric column as float64 with nulls (or a missing column) as ``fill``."""
-    if name not in table.column_names:
-        return np.full(table.num_rows, fill)
-    arr = table.column(name).combine_chunks()
-    if pa.types.is_null(arr.type):
-        return np.full(len(arr), fill)
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
-    return np.asarray(pc.fill_null(pc.cast(arr, pa.float64()), fill).to_numpy(zero_copy_only=False))
-
-
-def _flag(table: pa.Table, name: str) -> np.ndarray:
-    """A boolean column with nulls (or a missing column) as False."""
-    if name not in table.column_names:
-        return np.zeros(table.num_rows, bool)
-    return np.asarray(pc.fill_null(table.column(name), False).to_numpy(zero_copy_only=False), bool)
 
 
 def _index(values: pa.Array, names: list[str] | pa.Array) -> np.ndarray:
@@ -120,18 +93,18 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
     job_ids = id_array.to_numpy(zero_copy_only=False)
 
     # --- plan rows -------------------------------------------------------------------------
-    raw_job = _text(plan, "job_id")
+    raw_job = text_column(plan, "job_id")
     row_job_name = raw_job.to_numpy(zero_copy_only=False)
-    raw_site = _text(plan, "site_id")
+    raw_site = text_column(plan, "site_id")
     row_site_name = raw_site.to_numpy(zero_copy_only=False)
     jr = _index(raw_job, id_array)
     sr = _index(raw_site, site_names)
-    raw_type = _text(plan, "gpu_type")
+    raw_type = text_column(plan, "gpu_type")
     gtype = raw_type.to_numpy(zero_copy_only=False)
     tr = _index(raw_type, types)
-    status = _text(plan, "status").to_numpy(zero_copy_only=False)
+    status = text_column(plan, "status").to_numpy(zero_copy_only=False)
     placed, unplaced = status == "placed", status == "unplaced"
-    reps, gpus = _num(plan, "replicas", 0.0), _num(plan, "gpus", 0.0)
+    reps, gpus = number_column(plan, "replicas", 0.0), number_column(plan, "gpus", 0.0)
     rows = np.arange(plan.num_rows)
     rj = lambda i: row_job_name[i]  # noqa: E731 - ids of row i, for messages
     rs = lambda i: row_site_name[i]  # noqa: E731
@@ -164,7 +137,7 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
             lambda i: f"job '{rj(i)}' has more than one placed row at site '{rs(i)}' for one GPU type")
 
     # --- unplaced rows -------------------------------------------------------------------
-    reason = _text(plan, "reason")
+    reason = text_column(plan, "reason")
     no_reason = np.asarray(pc.is_null(reason).to_numpy(zero_copy_only=False), bool)
     rep.add("unplaced_reason", rows[unplaced & no_reason], rj, none,
             lambda i: f"unplaced job '{rj(i)}' has no reason code")
@@ -176,11 +149,11 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
 
     # --- job attributes (by job index) ---------------------------------------------------
     inference = np.asarray(pc.equal(jobs.column("kind"), "inference").to_numpy(zero_copy_only=False), bool)
-    job_gpus, gpr = _num(jobs, "gpus", 0), _num(jobs, "gpus_per_replica", 0)
-    job_reps = _num(jobs, "replicas", 0)
+    job_gpus, gpr = number_column(jobs, "gpus", 0), number_column(jobs, "gpus_per_replica", 0)
+    job_reps = number_column(jobs, "replicas", 0)
     unit_gpus = np.where(inference, gpr, job_gpus)
-    required, pinned = _flag(jobs, "required"), _flag(jobs, "pinned")
-    cur_site_name, cur_type_name = _text(jobs, "current_site"), _text(jobs, "current_gpu_type")
+    required, pinned = flag_column(jobs, "required"), flag_column(jobs, "pinned")
+    cur_site_name, cur_type_name = text_column(jobs, "current_site"), text_column(jobs, "current_gpu_type")
     cur_site, cur_type = _index(cur_site_name, site_names), _index(cur_type_name, types)
 
     rep.add("required", all_jobs[required & ~is_placed], jn, none,
@@ -217,10 +190,10 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
     js, js_inv = np.unique(js_key, return_inverse=True)
     js_reps = np.bincount(js_inv.reshape(-1), weights=reps[inf_rows], minlength=len(js))
     n_sites = np.bincount(js // S, minlength=n)
-    min_sites = _num(jobs, "min_sites", 1)
+    min_sites = number_column(jobs, "min_sites", 1)
     rep.add("min_sites", all_jobs[inference & is_placed & (n_sites < min_sites)], jn, none,
             lambda j: f"inference job '{jn(j)}' spans {n_sites[j]} sites, min_sites is {min_sites[j]:g}")
-    max_units = np.floor(_num(jobs, "max_share_per_site", 1.0) * job_reps + 1e-9)
+    max_units = np.floor(number_column(jobs, "max_share_per_site", 1.0) * job_reps + 1e-9)
     rep.add("max_share", np.flatnonzero(js_reps > max_units[js // S]), lambda k: jn(js[k] // S),
             lambda k: site_names[js[k] % S],
             lambda k: f"inference job '{jn(js[k] // S)}' puts {js_reps[k]:g} replicas at site "
@@ -272,7 +245,7 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
             lambda i: f"job '{rj(i)}' runs {tn(i)} ({portfolio.gpu_types[tn(i)].cooling}-cooled) at site "
                       f"'{rs(i)}', which supports {sites[sr[i]].cooling}")
 
-    max_lat = _num(jobs, "max_latency_ms")
+    max_lat = number_column(jobs, "max_latency_ms")
     dem_code, dem_vals = _codes(jobs.column("demand_region"))
     lat_rows = ok[inference[oj] & ~np.isnan(max_lat[oj])]
 
@@ -308,7 +281,7 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
         rep.items.append(Violation("gpus", None, site_names[si],
                                    f"site '{site_names[si]}' uses {used[si, ti]:g} {types[ti]} GPUs, "
                                    f"its pool has {pool_gpus[si, ti]}"))
-    job_kw = _num(jobs, "kw_per_gpu")[oj]  # the job's measured kW wins over the pool's / catalog's
+    job_kw = number_column(jobs, "kw_per_gpu")[oj]  # the job's measured kW wins over the pool's / catalog's
     kw = np.where(np.isnan(job_kw), pool_kw[os_, ot], job_kw)
     unit_mw = np.where(np.isnan(pair_mw), unit_gpus[oj] * kw / 1000.0, pair_mw)
     it_mw = reps[ok] * unit_mw
@@ -323,7 +296,7 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
                                                         f"its limit is {cap[si]:.9g} ({why})"))
     for col, mine in (("it_mw", it_mw), ("facility_mw", fac_mw)):
         if col in plan.column_names:
-            told = _num(plan, col)
+            told = number_column(plan, col)
             expect = np.zeros(plan.num_rows)
             expect[ok] = mine
             check = (placed | unplaced) & known & ~np.isnan(told)
@@ -338,7 +311,7 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
     has_cur = (cur_site >= 0) & (cur_type >= 0)
     away = p_rows[has_cur[pj] & ((sr[p_rows] != cur_site[pj]) | (tr[p_rows] != cur_type[pj]))]
     moved = np.unique(jr[away])
-    mig = _num(jobs, "migration_cost_usd", 0.0)
+    mig = number_column(jobs, "migration_cost_usd", 0.0)
     away_reps = np.bincount(jr[away], weights=reps[away], minlength=n)
     cost = np.where(inference, mig * away_reps, mig)[moved]
     if options.max_moves is not None and len(moved) > options.max_moves:
@@ -365,13 +338,13 @@ def _pair_overrides(pairs: pa.Table | None, jobs: pa.Table, site_names: list[str
     if pairs is None or pairs.num_rows == 0 or len(oj) == 0:
         return mw, forb
     S, T = len(site_names), len(types)
-    raw_type = _text(pairs, "gpu_type")
-    pj = _index(_text(pairs, "job_id"), pc.cast(jobs.column("id").combine_chunks(), pa.string()))
-    ps, pt = _index(_text(pairs, "site_id"), site_names), _index(raw_type, types)
+    raw_type = text_column(pairs, "gpu_type")
+    pj = _index(text_column(pairs, "job_id"), pc.cast(jobs.column("id").combine_chunks(), pa.string()))
+    ps, pt = _index(text_column(pairs, "site_id"), site_names), _index(raw_type, types)
     typed = np.asarray(pc.is_valid(raw_type).to_numpy(zero_copy_only=False), bool)
     keep = (pj >= 0) & (ps >= 0) & (~typed | (pt >= 0))
     key = ((pj * S + ps) * (T + 1) + (pt + 1))[keep]
-    p_mw, p_forb = _num(pairs, "power_mw")[keep], _flag(pairs, "forbidden")[keep]
+    p_mw, p_forb = number_column(pairs, "power_mw")[keep], flag_column(pairs, "forbidden")[keep]
     uniq, first_rev = np.unique(key[::-1], return_index=True)
     last = len(key) - 1 - first_rev
     p_mw, p_forb = p_mw[last], p_forb[last]
