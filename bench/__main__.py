@@ -12,6 +12,8 @@ from pathlib import Path
 
 from bench.instances import SIZES, default_cache, parse_sizes
 from bench.runner import SOLVERS, Config, run_suite
+from placement.errors import BackendUnavailableError
+from placement.generate.families import FAMILIES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         sizes = parse_sizes(args.sizes)
     except ValueError as exc:
         parser().error(str(exc))
-    from placement.generate.families import FAMILIES  # noqa: PLC0415
-
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = [f for f in families if f not in FAMILIES]
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
@@ -65,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
                  kernel_backends=[b.strip() for b in args.kernel_backends.split(",") if b.strip()]
                  if args.kernel_backends is not None else None,
                  build_timeout=args.build_timeout, mem_limit_gb=args.mem_limit_gb, plots=not args.no_plots)
-    from placement.errors import BackendUnavailableError  # noqa: PLC0415
-
     try:
         doc = run_suite(cfg)
     except BackendUnavailableError as exc:

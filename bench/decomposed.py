@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.instances import SIZES, cpu_count, default_cache, instance, load, parse_sizes
-from bench.runner import _jsonable, _versions, resolve_backend
+from bench.report import jsonable
+from bench.runner import resolve_backend, versions
 from placement import SolveOptions, solve
 
 RUNS = ("auto", "decomposed")
@@ -91,7 +92,7 @@ def run(size: str, family: str, time_limit: float, parts: int, executor: str, wo
             r[f"t_{g:.0%}_own"] = _time_to(r["trajectory"], g)
             r[f"t_{g:.0%}_best"] = _time_to(r["trajectory"], g, best) if best is not None else None
     return {"benchmark": "decomposed", "date": datetime.now().isoformat(timespec="seconds"),
-            "host": socket.gethostname(), "device": device, "cpus": cpu_count(), "versions": _versions(),
+            "host": socket.gethostname(), "device": device, "cpus": cpu_count(), "versions": versions(),
             "family": family, "size": sz.name, "jobs": sz.n_jobs, "sites": sz.n_sites, "seed": seed,
             "backend": concrete, "threads": threads, "time_limit_s": time_limit, "parts": parts,
             "executor": executor, "workers": workers, "best_bound": best, "runs": runs}
@@ -195,7 +196,7 @@ def main() -> None:
     stem = (f"decomposed_{datetime.now():%Y-%m-%dT%H%M%S}_{socket.gethostname()}_{result['backend']}_"
             f"{result['jobs']}x{result['sites']}")
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"{stem}.json").write_text(json.dumps(_jsonable(result), indent=1) + "\n")
+    (a.out / f"{stem}.json").write_text(json.dumps(jsonable(result), indent=1) + "\n")
     (a.out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     print(f"wrote {a.out / stem}.json and .md")

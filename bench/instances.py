@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from placement.generate.families import write_instance
+from placement.io.config import load_config
+from placement.io.tables import read_jobs
 from placement.model.portfolio import Portfolio
 
 
@@ -92,8 +95,6 @@ class Instance:
 
 def instance(family: str, size: Size, seed: int, cache: Path | None = None) -> Instance:
     """The cached instance, generated (atomically) if missing or made by another call."""
-    from placement.generate.families import write_instance  # noqa: PLC0415
-
     cache = Path(cache) if cache is not None else default_cache()
     d = cache / f"{family}-{size.n_jobs}x{size.n_sites}-seed{seed}"
     inst = Instance(family, size, seed, d)
@@ -110,9 +111,6 @@ def _first_line(path: Path) -> str:
 
 def load(inst: Instance) -> tuple[Portfolio, pa.Table]:
     """The portfolio and the validated jobs table, read the way ``placement solve`` reads them."""
-    from placement.io.config import load_config  # noqa: PLC0415
-    from placement.io.tables import read_jobs  # noqa: PLC0415
-
     portfolio = load_config(inst.config).portfolio
     return portfolio, read_jobs(inst.jobs, portfolio)
 

@@ -2,7 +2,7 @@
 
 Run ``python -m bench.kernels [--backend reference,cpu,gpu] [--sizes 10kx100,100kx1000,1Mx2000]
 [--out bench/results]``. Each size is jobs × sites; the instance comes from
-``placement.generate.families.generate("neocloud", ...)`` when that module exists (``--source synthetic``:
+``placement.generate.families.generate("neocloud", ...)`` (``--source synthetic``:
 every site has the same 4 GPU types and every job may use every pool). Per backend and size it
 records: problem build time, JIT time (first call − median), median time per pass after a warm-up,
 candidate evaluations per second (Σ class-list lengths of all jobs / time), peak memory, and the
@@ -33,8 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from placement.core.problem import Problem
+from placement.core.problem import Problem, compile_problem
+from placement.generate.families import generate
+from placement.io.config import portfolio_from_dict
+from placement.kernels import kernels_for
+from placement.model.jobs import validate_jobs
 
 log = logging.getLogger("bench.kernels")
 
@@ -61,16 +66,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_problem(n_jobs: int, n_sites: int, seed: int = 0, source: str = "generate") -> tuple[Problem, str]:
-    """The instance of one size: the ``neocloud`` generator if present, else a synthetic one."""
-    from placement.io.config import portfolio_from_dict  # noqa: PLC0415
-    from placement.model.jobs import validate_jobs  # noqa: PLC0415
-    from placement.core.problem import compile_problem  # noqa: PLC0415
-
-    if source == "generate":
-        try:
-            from placement.generate.families import generate  # noqa: PLC0415
-        except ImportError:
-            source = "synthetic"
+    """The instance of one size: the ``neocloud`` generator, or (``source="synthetic"``) a synthetic one."""
     if source == "generate":
         config, jobs = generate("neocloud", n_jobs, n_sites, seed)
         label = "generate('neocloud')"
@@ -82,8 +78,6 @@ def build_problem(n_jobs: int, n_sites: int, seed: int = 0, source: str = "gener
 
 
 def _synthetic(n_jobs: int, n_sites: int, seed: int) -> tuple[dict[str, Any], Any]:
-    import pyarrow as pa  # noqa: PLC0415
-
     rng = np.random.default_rng(seed)
     types = ["H100", "H200", "B200", "GB200"]
     sites = [{"id": f"s{i}", "region": "us-tx", "grid_mw": float(rng.uniform(20, 200)),
@@ -154,12 +148,6 @@ def cold_jit_s(backend: str) -> float | None:
         return None
 
 
-def _kernels(P: Problem, backend: str):
-    from placement.kernels import kernels_for  # noqa: PLC0415
-
-    return kernels_for(P, backend)
-
-
 def run_one(P: Problem, backend: str, repeats: int, budget_s: float) -> dict[str, Any]:
     """Bind, warm up (JIT), time ``repeats`` passes within ``budget_s``, then measure memory."""
     rng = np.random.default_rng(1)
@@ -167,7 +155,7 @@ def run_one(P: Problem, backend: str, repeats: int, budget_s: float) -> dict[str
             rng.uniform(0, 20, P.n_sites), rng.uniform(0, 0.1, P.n_pools))
     pool = _cupy_pool() if backend == "gpu" else None
     t = time.perf_counter()
-    kern = _kernels(P, backend)
+    kern = kernels_for(P, backend)
     bind_s = time.perf_counter() - t
     traced = backend == "reference"  # no JIT: trace the warm-up pass itself
     if traced:

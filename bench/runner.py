@@ -2,9 +2,8 @@
 
 For each family × size, one generated instance (``bench.instances``) is solved by ``placement.solve``
 (solver ``auto``, the chosen backend) and by each peer (``bench.peers``), one after another, each
-in its own process (``multiprocessing`` spawn): peak RSS is that process's, a crash or a runaway
-solve is contained, and a supervisor kills a process that overruns its phase (build, solve) or
-the memory limit. Every plan is validated with ``placement.validate.validator.validate_plan``.
+in its own supervised process (``bench.supervisor``: time and memory limits per phase, every plan
+validated).
 
 Per instance, the *best bound* is the smallest valid $/h bound any solver proved on the
 lexicographic optimum's total net value; each solver is scored against it (``gap_to_best``) and
@@ -13,36 +12,34 @@ its improving-solution trajectory gives the time at which it first came within 1
 size, and log-log slopes are fitted to pass time and to total solve time against jobs × sites.
 
 Results: ``<out>/<date>-<host>-<backend>.json`` and ``.md``, plus ``-scaling.png`` and
-``-quality.png`` (``bench.plots``).
+``-quality.png`` (``bench.report``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
-import multiprocessing as mp
-import os
 import platform
 import socket
 import sys
-import time
-import traceback
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.instances import SIZES, Instance, Size, cpu_count, host_memory_bytes, instance
+from bench.report import write
+from bench.supervisor import supervise
+from placement.kernels import gpu_status
+from placement.kernels import resolve_backend as resolve
 
 log = logging.getLogger("bench")
 
 SOLVERS = ("ours", "cpsat", "highs", "ffd")
 KERNEL_BACKENDS = ("reference", "cpu", "gpu")
-# The NumPy reference kernels are the spec, not a production path: not timed above this size.
-REFERENCE_MAX_CANDIDATES = 50_000_000
 SCHEMA = 1
 
 
@@ -65,277 +62,20 @@ class Config:
     kernel_passes: int = 5
 
 
-# --- child processes -----------------------------------------------------------------------
-
-
-def _child(conn: Any, task: dict[str, Any]) -> None:
-    """Entry point of a solver/kernel process: runs ``task`` and sends messages on ``conn``."""
-    t0 = time.monotonic()
-
-    def send(*msg: Any) -> None:
-        conn.send((time.monotonic() - t0, *msg))
-
-    try:
-        logging.basicConfig(level=logging.WARNING)
-        send("phase", "load")
-        kinds = {"ours": _child_ours, "peer": _child_peer, "kernel": _child_kernel, "warmup": _child_warmup}
-        result = kinds[task["kind"]](task, send)
-        send("result", result)
-    except BaseException as exc:  # report, then exit non-zero: the supervisor records the crash
-        send("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8))
-    finally:
-        conn.close()
-
-
-def _load(task: dict[str, Any]) -> tuple[Any, Any]:
-    from bench.instances import load  # noqa: PLC0415
-
-    return load(Instance(task["family"], Size(*task["size"]), task["seed"], Path(task["dir"])))
-
-
-def _validate(portfolio: Any, jobs: Any, problem: Any, solution: Any, seconds: float, seed: int) -> dict[str, Any]:
-    from placement.plan import build_plan  # noqa: PLC0415
-    from placement.validate.validator import validate_plan  # noqa: PLC0415
-
-    plan = build_plan(problem, solution, seconds=seconds, seed=seed)
-    found = validate_plan(portfolio, jobs, plan.table)
-    # As in placement.solve: a required job left unplaced is reported, not a broken plan.
-    bad = [v for v in found if v.kind != "required"]
-    return {"objective": plan.summary["objective"], "valid": not bad, "violations": len(bad),
-            "required_unplaced": len(found) - len(bad),
-            "violation_examples": [v.message for v in bad[:5]], "jobs_placed": plan.summary["jobs_placed"],
-            "gpus_placed": plan.summary["gpus_placed"], "mw_used": plan.summary["mw_used"],
-            "tiers": [v["objective"] for v in plan.summary["objective_by_tier"].values()]}
-
-
-def _child_ours(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    from placement import SolveOptions, solve  # noqa: PLC0415
-    from placement.errors import InvalidPlanError  # noqa: PLC0415
-
-    portfolio, jobs = _load(task)
-    opts = SolveOptions(solver="auto", backend=task["backend"], time_limit_s=task["time_limit"], seed=task["seed"],
-                        threads=task["threads"])
-    send("phase", "solve")
-    t0 = time.monotonic()
-    traj: list[tuple[float, float, float | None]] = []
-
-    def progress(objective: float, bound: float) -> None:
-        traj.append((time.monotonic() - t0, float(objective), float(bound) if math.isfinite(bound) else None))
-        send("progress", *traj[-1])
-
-    try:
-        plan = solve(portfolio, jobs, None, opts, on_progress=progress)
-    except InvalidPlanError as exc:
-        return {"built": True, "status": "invalid", "valid": False, "note": str(exc)[:500],
-                "seconds": time.monotonic() - t0, "trajectory": traj, "peak_rss_mb": _peak_rss_mb()}
-    seconds = time.monotonic() - t0
-    s = plan.summary
-    bound = s.get("bound")
-    gap = s.get("gap")
-    t1 = next((t for t, o, b in traj if b is not None and b - o <= 0.01 * abs(b)), None)
-    if t1 is None and gap is not None and gap <= 0.01:
-        t1 = seconds
-    traj.append((seconds, float(s["objective"]), bound))
-    stages = s.get("stats", {}).get("stages")
-    note = f"solver={s['solver']} backend={s['backend']}"
-    if stages:  # the pipeline's own record; its shape is the pipeline's business
-        note += " stages: " + ", ".join(f"{st.get('stage')} {st.get('status')}" if isinstance(st, dict) else str(st)
-                                        for st in stages)
-    return {"built": True, "status": s["status"], "objective": s["objective"], "bound": bound, "gap": gap,
-            "seconds": seconds, "solve_seconds": s["seconds"], "time_to_1pct": t1, "trajectory": traj,
-            "valid": True, "violations": 0, "jobs_placed": s["jobs_placed"], "gpus_placed": s["gpus_placed"],
-            "mw_used": s["mw_used"], "tiers": [v["objective"] for v in s["objective_by_tier"].values()],
-            "native": {"solver": s["solver"], "backend": s["backend"], "stats": _jsonable(s.get("stats", {}))},
-            "note": note, "peak_rss_mb": _peak_rss_mb()}
-
-
-def _child_peer(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    from bench import peers  # noqa: PLC0415
-    from placement.core.problem import compile_problem  # noqa: PLC0415
-
-    portfolio, jobs = _load(task)
-    t = time.monotonic()
-    problem = compile_problem(portfolio, jobs)
-    compile_s = time.monotonic() - t
-    r = peers.run(task["solver"], problem, task["time_limit"], task["seed"], threads=task["threads"],
-                  on_progress=lambda *a: send("progress", *a), on_phase=lambda ph: send("phase", ph))
-    out = _jsonable(r.summary())
-    out["compile_seconds"] = compile_s
-    out["peak_rss_mb"] = _peak_rss_mb()
-    if r.solution is not None:
-        out.update(_validate(portfolio, jobs, problem, r.solution, r.seconds, task["seed"]))
-        if abs(out["objective"] - r.objective) > 1e-6 * max(1.0, abs(r.objective)):
-            out["note"] += f"; peer objective {r.objective:.2f} != plan objective {out['objective']:.2f}"
-    return out
-
-
-def _child_kernel(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    from placement.kernels import kernels_for  # noqa: PLC0415
-
-    from bench.peers import candidate_count  # noqa: PLC0415
-    from placement.core.problem import compile_problem  # noqa: PLC0415
-
-    portfolio, jobs = _load(task)
-    problem = compile_problem(portfolio, jobs)
-    P = problem
-    n_cand = candidate_count(P)
-    out: dict[str, Any] = {"candidates": n_cand, "jobs": P.n_jobs, "pools": P.n_pools, "sites": P.n_sites}
-    if task["backend"] == "reference" and n_cand > REFERENCE_MAX_CANDIDATES:
-        out.update(status="skipped", note=f"reference kernels not timed above {REFERENCE_MAX_CANDIDATES:,} candidates")
-        return out
-    send("phase", "solve")
-    t = time.monotonic()
-    kern = kernels_for(P, task["backend"])
-    bind_s = time.monotonic() - t
-    jobs_all = np.arange(P.n_jobs, dtype=np.int64)
-    args = (jobs_all, P.pool_gpus.astype(np.int64).copy(), P.site_cap_mw.astype(np.float64).copy(),
-            np.zeros(P.n_sites), np.zeros(P.n_pools))
-    t = time.monotonic()
-    kern.best_candidate(*args)
-    first = time.monotonic() - t
-    times = []
-    budget = time.monotonic() + max(10.0, 3 * first)
-    while len(times) < task["passes"] and (not times or time.monotonic() < budget):
-        t = time.monotonic()
-        kern.best_candidate(*args)
-        times.append(time.monotonic() - t)
-    sec = float(np.median(times))
-    out.update(status="ok", backend=kern.name, bind_seconds=bind_s, first_call_seconds=first, pass_seconds=sec,
-               passes=len(times), candidates_per_second=n_cand / sec if sec > 0 else None,
-               peak_rss_mb=_peak_rss_mb())
-    return out
-
-
-def _child_warmup(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    """Fill Numba's on-disk caches (our kernels, FFD) so no timed run pays for compilation."""
-    from bench.peers import first_fit_decreasing  # noqa: PLC0415
-    from placement import SolveOptions, solve  # noqa: PLC0415
-    from placement.core.problem import compile_problem  # noqa: PLC0415
-
-    portfolio, jobs = _load(task)
-    send("phase", "solve")
-    t = time.monotonic()
-    solve(portfolio, jobs, None, SolveOptions(solver="auto", backend=task["backend"], time_limit_s=1.0,
-                                              threads=task["threads"]))
-    first_fit_decreasing(compile_problem(portfolio, jobs))
-    return {"status": "ok", "seconds": time.monotonic() - t}
-
-
-def _peak_rss_mb() -> float:
-    from bench.peers import peak_rss_mb  # noqa: PLC0415
-
-    return peak_rss_mb()
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types (NumPy scalars/arrays, tuples, inf/nan as None)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return f if math.isfinite(f) else None
-    return x
-
-
-# --- supervisor ----------------------------------------------------------------------------
-
-
-def _rss_bytes(pid: int) -> tuple[int, int]:
-    """(current, peak) resident bytes of a process from /proc; (0, 0) if unreadable."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            kv = dict(line.split(":", 1) for line in f if ":" in line)
-        return int(kv["VmRSS"].split()[0]) * 1024, int(kv["VmHWM"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return 0, 0
-
-
-def supervise(task: dict[str, Any], limits: dict[str, float], mem_limit: float) -> dict[str, Any]:
-    """Run ``task`` in a spawned process; kill it when a phase overruns ``limits`` or memory
-    exceeds ``mem_limit`` bytes. Returns the child's result dict, or a record of why there is none."""
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, task), daemon=True)
-    start = time.monotonic()
-    proc.start()
-    send.close()
-    phase, phase_start = "start", start
-    progress: list[list[Any]] = []
-    result: dict[str, Any] | None = None
-    error: tuple[str, str] | None = None
-    killed: str | None = None
-    peak = 0
-    while True:
-        try:
-            ready = recv.poll(0.2)
-        except (EOFError, OSError):
-            ready = False
-        while ready:
-            try:
-                msg = recv.recv()
-            except (EOFError, OSError):
-                ready = False
-                break
-            kind = msg[1]
-            if kind == "phase":
-                phase, phase_start = msg[2], time.monotonic()
-            elif kind == "progress":
-                progress.append(list(msg[2:]))
-            elif kind == "result":
-                result = msg[2]
-            elif kind == "error":
-                error = (msg[2], msg[3])
-            ready = recv.poll(0)
-        rss, hwm = _rss_bytes(proc.pid)
-        peak = max(peak, hwm, rss)
-        if not proc.is_alive():
-            break
-        over = time.monotonic() - phase_start > limits.get(phase, limits["start"])
-        if over or rss > mem_limit:
-            killed = (f"memory {rss / 2**30:.1f} GB > limit {mem_limit / 2**30:.1f} GB" if rss > mem_limit
-                      else f"{phase} phase exceeded {limits.get(phase, limits['start']):.0f} s")
-            proc.kill()
-            proc.join(10)
-            break
-    proc.join(10)
-    wall = time.monotonic() - start
-    if result is not None:
-        result.setdefault("peak_rss_mb", peak / 2**20)
-        result["process_seconds"] = wall
-        return result
-    built = phase == "solve"
-    why = killed or (f"crashed: {error[0]}" if error else f"process exited with code {proc.exitcode}")
-    out = {"built": built, "status": "killed" if killed else "error", "objective": None, "bound": None,
-           "gap": None, "seconds": wall, "time_to_1pct": None, "trajectory": progress, "valid": False,
-           "peak_rss_mb": peak / 2**20, "process_seconds": wall,
-           "note": (f"could not build: {why}" if not built and phase in ("build", "load", "start") else why)}
-    if error:
-        out["traceback"] = error[1]
-    return out
-
-
 # --- the suite -----------------------------------------------------------------------------
 
 
 def resolve_backend(name: str) -> tuple[str, str]:
     """(concrete backend, device description)."""
-    from placement.kernels import gpu_status  # noqa: PLC0415
-    from placement.kernels import resolve_backend as resolve
-
     backend = resolve(name).value
     ok, gpu = gpu_status()
     if backend == "gpu":
         return backend, gpu
-    return backend, f"CPU: {_cpu_model()} ({cpu_count()} cores available)" + ("" if ok else f"; GPU: {gpu}")
+    return backend, f"CPU: {cpu_model()} ({cpu_count()} cores available)" + ("" if ok else f"; GPU: {gpu}")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -346,9 +86,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
+def versions() -> dict[str, str]:
+    """Python's and the installed versions of the packages the results depend on."""
     out = {"python": platform.python_version()}
     for pkg in ("placement", "numpy", "numba", "ortools", "highspy", "pyarrow"):
         try:
@@ -359,8 +98,7 @@ def _versions() -> dict[str, str]:
 
 
 def available_kernel_backends() -> list[str]:
-    from placement.kernels import gpu_status  # noqa: PLC0415
-
+    """The kernel backends this host can time (gpu only with a usable device)."""
     return [b for b in KERNEL_BACKENDS if b != "gpu" or gpu_status()[0]]
 
 
@@ -474,7 +212,7 @@ def run_suite(cfg: Config) -> dict[str, Any]:
         "schema": SCHEMA, "date": started.isoformat(timespec="seconds"), "host": host, "backend": backend,
         "device": device, "cpus": cpu_count(), "memory_gb": round(total / 2**30, 1),
         "memory_limit_gb": round(mem_limit / 2**30, 1) if math.isfinite(mem_limit) else None,
-        "versions": _versions(), "argv": sys.argv[1:],
+        "versions": versions(), "argv": sys.argv[1:],
         "config": {"sizes": [asdict(s) for s in cfg.sizes], "families": cfg.families, "solvers": cfg.solvers,
                    "time_limit_s": cfg.time_limit, "seed": cfg.seed, "threads": cfg.threads},
         "instances": [], "kernels": [],
@@ -493,161 +231,10 @@ def run_suite(cfg: Config) -> dict[str, Any]:
             if fam == cfg.families[0]:
                 first_of_size.append(inst)
             doc["instances"].append(run_instance(inst, cfg, backend, mem_limit))
-            _write(doc, cfg, stem, plots=False)  # partial results survive an interrupted run
+            write(doc, cfg.out, stem, plots=False)  # partial results survive an interrupted run
     backends = cfg.kernel_backends if cfg.kernel_backends is not None else available_kernel_backends()
     doc["kernels"] = run_kernels(first_of_size, cfg, backends, mem_limit)
     doc["scaling"] = scaling(doc["instances"], doc["kernels"], cfg)
     doc["finished"] = dt.datetime.now().isoformat(timespec="seconds")
-    doc["paths"] = _write(doc, cfg, stem, plots=cfg.plots)
+    doc["paths"] = write(doc, cfg.out, stem, plots=cfg.plots)
     return doc
-
-
-def _write(doc: dict[str, Any], cfg: Config, stem: str, plots: bool) -> dict[str, str]:
-    from bench import plots as plotting  # noqa: PLC0415
-
-    paths = {"json": str(cfg.out / f"{stem}.json"), "markdown": str(cfg.out / f"{stem}.md")}
-    if plots:
-        paths.update(plotting.write_all(doc, cfg.out / stem))
-        doc["paths"] = paths
-    _atomic(Path(paths["json"]), json.dumps(_jsonable(doc), indent=1) + "\n")
-    _atomic(Path(paths["markdown"]), markdown(doc))
-    return paths
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# --- Markdown ------------------------------------------------------------------------------
-
-
-def _usd(x: Any) -> str:
-    return "—" if x is None else f"{x:,.0f}"
-
-
-def _pct(x: Any) -> str:
-    return "—" if x is None else f"{100 * x:.2f}%"
-
-
-def _sec(x: Any) -> str:
-    return "never" if x is None else f"{x:.1f}"
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown(doc: dict[str, Any]) -> str:
-    """The human-readable report of one run."""
-    c = doc["config"]
-    v = doc["versions"]
-    lines = [
-        f"# placement benchmark — {doc['date']} on {doc['host']}, backend `{doc['backend']}`",
-        "",
-        f"- Device: {doc['device']}; {doc['cpus']} CPUs, {doc['memory_gb']} GB RAM "
-        f"(solver processes killed above {doc.get('memory_limit_gb')} GB).",
-        f"- Time limit {c['time_limit_s']:g} s per solver, {c['threads']} threads (CP-SAT workers, HiGHS "
-        f"threads, our exact stage), seed {c['seed']}; every solver in its own process, one at a time.",
-        "- Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".",
-        "- Timings are wall-clock on this host; on a shared machine they are noisy.",
-        "",
-        "Columns: **objective** Σ net $/h of the validated plan; **tiers** the same per priority tier, highest "
-        "first; **lex** rank of the plan when tiers are compared highest first (1 = best); **bound** the "
-        "solver's own upper bound on the lexicographic optimum's total $/h; **own gap** (bound − objective) / "
-        "bound; **gap to best** against the smallest bound any solver proved; **t→1%** seconds until the "
-        "incumbent was within 1% of the best bound (never: not in the time limit); **time** wall seconds of "
-        "the solve (ours: compile + solve + validate; peers: model build + solve); **RSS** peak resident MB "
-        "of the solver's process. A negative gap to best means the plan beats the lexicographic optimum's "
-        "total by giving up value in a higher tier.",
-        "",
-    ]
-    losses = []
-    for inst in doc["instances"]:
-        res = inst["results"]
-        lines += [f"## {inst['family']} / {inst['size']} ({inst['jobs']:,} jobs × {inst['sites']:,} sites)", ""]
-        bb = inst.get("best_bound")
-        lines += [f"Best bound: {_usd(bb)} $/h (from {inst.get('best_bound_from') or '—'}).", ""]
-        lines += ["| solver | built | status | objective $/h | tiers $/h | lex | bound $/h | own gap | gap to best "
-                  "| t→1% s | time s | RSS MB | note |",
-                  "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
-        for name, r in res.items():
-            tiers = " / ".join(_usd(t) for t in r.get("tiers") or []) or "—"
-            status = r.get("status", "?") + ("" if r.get("valid", True) or r.get("objective") is None else " INVALID")
-            lines.append(
-                f"| {name} | {'yes' if r.get('built') else 'no'} | {status} | {_usd(r.get('objective'))} | "
-                f"{tiers} | {r.get('lex_rank') or '—'} | {_usd(r.get('bound'))} | {_pct(r.get('gap'))} | "
-                f"{_pct(r.get('gap_to_best'))} | {_sec(r.get('t_1pct_best'))} | {_sec(r.get('seconds'))} | "
-                f"{r.get('peak_rss_mb', 0):,.0f} | {_cell(r.get('note', ''))[:200]} |")
-        lines.append("")
-        losses += _losses(inst)
-    lines += ["## Where ours loses", "",
-              "Strict tiers are the product's objective, so a peer *beats* ours only when its plan is "
-              "lexicographically better; a peer with a higher total but a worse higher tier is listed apart.", ""]
-    lines += losses or ["- Nowhere in this run."]
-    lines.append("")
-    if doc.get("kernels"):
-        lines += ["## Scaling: one best-candidate kernel pass", "",
-                  "Every job scored against every pool of its class with full residuals and zero prices "
-                  "(median of up to 5 passes after a first, JIT/upload, call).", "",
-                  "| backend | instance | jobs × sites | candidates | pass s | M cand/s | first call s | RSS MB "
-                  "| status |", "|---|---|--:|--:|--:|--:|--:|--:|---|"]
-        for k in doc["kernels"]:
-            cps, first, sec = k.get("candidates_per_second"), k.get("first_call_seconds"), k.get("pass_seconds")
-            lines.append(f"| {k['backend']} | {k['family']}/{k['size']} | {k['cells']:,} | "
-                         f"{k.get('candidates', 0):,} | {'—' if sec is None else f'{sec:.3g}'} | "
-                         f"{'—' if not cps else f'{cps / 1e6:,.3g}'} | "
-                         f"{'—' if first is None else f'{first:.2f}'} | {k.get('peak_rss_mb', 0):,.0f} | "
-                         f"{k.get('status', '')} {_cell(k.get('note', ''))} |")
-        lines.append("")
-    sc = doc.get("scaling")
-    if sc:
-        lines += ["## Scaling: log-log slopes against jobs × sites", "",
-                  "| series | points (jobs × sites: seconds) | slope |", "|---|---|--:|"]
-        for b, k in sc["kernel_pass"].items():
-            lines.append(f"| kernel pass, {b} | {_pts(k['points'])} | {_slope(k['slope'])} |")
-        for s_, k in sc["solve"].items():
-            cap = " (capped by the time limit: not a complexity)" if k["capped_by_time_limit"] else ""
-            lines.append(f"| total solve, {s_} (median over families) | {_pts(k['points'])} | "
-                         f"{_slope(k['slope'])}{cap} |")
-        lines.append("")
-    if doc.get("paths", {}).get("scaling_png"):
-        lines += [f"![scaling]({Path(doc['paths']['scaling_png']).name})",
-                  f"![quality]({Path(doc['paths']['quality_png']).name})", ""]
-    return "\n".join(lines)
-
-
-def _losses(inst: dict[str, Any]) -> list[str]:
-    """Lines for each peer that beats ours on this instance (lexicographically, or on total only)."""
-    res, out = inst["results"], []
-    where = f"{inst['family']}/{inst['size']}"
-    ours = res.get("ours", {})
-    for name, r in res.items():
-        if name == "ours" or r.get("objective") is None or not r.get("valid"):
-            continue
-        if ours.get("objective") is None or not ours.get("valid"):
-            out.append(f"- {where}: ours has no valid plan ({ours.get('note', '')[:120]}); **{name}** has one.")
-            continue
-        d = r["objective"] - ours["objective"]
-        rel = d / max(abs(ours["objective"]), 1e-9)
-        tiers = list(zip(r.get("tiers") or [], ours.get("tiers") or []))
-        first = next(((k, a - b) for k, (a, b) in enumerate(tiers)
-                      if abs(a - b) > 1e-7 * max(1.0, abs(a), abs(b))), None)
-        times = f"(ours {ours.get('seconds', 0):.1f} s, {name} {r.get('seconds', 0):.1f} s)"
-        if first is not None and first[1] > 0:
-            out.append(f"- {where}: **{name} beats ours**: ${first[1]:,.0f}/h more in tier {first[0] + 1} "
-                       f"(counting from the highest); total {d:+,.0f} $/h ({100 * rel:+.2f}%) {times}.")
-        elif d > 1e-6 * max(1.0, abs(ours["objective"])):
-            lead = f"${-first[1]:,.0f}/h more in tier {first[0] + 1}" if first else "equal tiers"
-            out.append(f"- {where}: {name} has a higher total, {d:+,.0f} $/h ({100 * rel:+.2f}%), but ours is "
-                       f"lexicographically better ({lead}) {times}.")
-    return out
-
-
-def _pts(points: list) -> str:
-    return ", ".join(f"{c:,.0f}: {t:.3g}" for c, t in points) or "—"
-
-
-def _slope(x: float | None) -> str:
-    return "n/a (one size)" if x is None else f"{x:.2f}"

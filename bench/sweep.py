@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.instances import SIZES, instance, load, parse_sizes
-from bench.runner import _cpu_model
+from bench.runner import cpu_model
 from placement.core.executors import make_executor
 from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import package_version
@@ -107,7 +107,7 @@ def run(size_name: str, family: str, time_limit: float, workers: list[int], exec
         one = next((x for x in runs if x["executor"] == r["executor"] and x["workers"] == 1), None)
         r["efficiency"] = None if one is None else one["wall_s"] / (r["workers"] * r["wall_s"])
     return {"date": datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "machine": _cpu_model(), "version": package_version(), "family": family, "size": size.name,
+            "machine": cpu_model(), "version": package_version(), "family": family, "size": size.name,
             "jobs": size.n_jobs, "sites": size.n_sites, "scenarios": len(scenarios), "time_limit_s": time_limit,
             "backend": backend, "seed": seed, "payload_mb": payload_mb, "runs": runs}
 

@@ -1,13 +1,19 @@
 """Numba CPU kernels: ``njit(parallel=True, cache=True)`` with ``prange`` over jobs (or moves).
 
-One source for the math on every compiled backend. The per-candidate formula (``_unit_mw``,
-``_unit_score``, ``_allowed``: scalars only) and the per-job scan and move (``_job_scan``,
-``_move``) are plain ``@njit`` functions; ``kernels/gpu.py`` recompiles *the same Python functions* as CUDA
-device functions (``cuda.jit(device=True)`` of each ``py_func`` with its globals rebound to the
-device versions). The only primitive that differs is ``_mul``: on the GPU it is
-``libdevice.dmul_rn``, because NVVM may contract ``a * b - c`` into an FMA (its default, fastmath
-or not), which changes the last bit of a score and so could flip near-ties between backends. With every product rounded on its own, scores are bit-identical to NumPy's on all
+One source for the math on every compiled backend. The per-candidate objective (``_unit_mw``,
+``_unit_score``) is ``placement.core.objective``'s scalar form, compiled here with its product
+``mul`` bound to ``_mul``; the per-candidate rules (``_allowed``) and the per-job scan and move
+(``_job_scan``, ``_move``) are plain ``@njit`` functions. ``kernels/gpu.py`` recompiles *the same
+Python functions* as CUDA device functions (``cuda.jit(device=True)`` of each ``py_func`` with its
+globals rebound to the device versions). The only primitive that differs is the product: on the
+GPU it is ``libdevice.dmul_rn``, because NVVM may contract ``a * b - c`` into an FMA (its default,
+fastmath or not), which changes the last bit of a score and so could flip near-ties between
+backends. With every product rounded on its own, scores are bit-identical to NumPy's on all
 backends, and so are tie-breaks (lowest pool index wins).
+
+Numba validates each cached kernel against this file's contents only: after an edit to the
+scalar objective, delete this file's cache (``__pycache__/cpu.*.nbi``/``.nbc``), or the kernels
+keep inlining the old math.
 
 Work and memory: one pass streams each job's class list once (O(candidates) time) and keeps
 O(1) state per job (``best_candidate``) or writes straight into the caller's ``k``-wide output
@@ -21,12 +27,13 @@ per-thread ``prange`` blocks.
 from __future__ import annotations
 
 import contextlib
-import math
+from types import FunctionType
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from placement.core import objective
 from placement.core.problem import MW_TOLERANCE, Problem
 
 NO_SCORE = -np.inf
@@ -48,31 +55,18 @@ def problem_arrays(problem: Problem) -> tuple[np.ndarray, ...]:
     return tuple(np.ascontiguousarray(getattr(problem, name)) for name in PROBLEM_ARRAYS)
 
 
-# --- per-candidate math (the one place for the score formula) --------------------------------
+# --- per-candidate math (the score formula lives in placement.core.objective) -------------------
+
+_mul = njit(cache=True)(objective.mul)  # the GPU rebinds ``mul`` to ``dmul_rn``: no FMA contraction
 
 
-@njit(cache=True)
-def _mul(a, b):
-    """A product rounded on its own (the GPU rebinds this to ``dmul_rn``: no FMA contraction)."""
-    return a * b
+def _with_mul(f: FunctionType) -> FunctionType:
+    """``f`` (an ``objective`` scalar function) with its global ``mul`` bound to the compiled ``_mul``."""
+    return FunctionType(f.__code__, {**f.__globals__, "mul": _mul}, f.__name__, f.__defaults__, f.__closure__)
 
 
-@njit(cache=True)
-def _unit_mw(gpus, kw_job, kw_pool, pue, pair_mw):
-    """Facility MW of one unit: GPUs × kW (job override, else pool) / 1000, a measured pair MW wins, × PUE."""
-    kw = kw_job if kw_job > 0 else kw_pool
-    it_mw = _mul(float(gpus), kw) / 1000.0
-    if not math.isnan(pair_mw):
-        it_mw = pair_mw
-    return _mul(it_mw, pue)
-
-
-@njit(cache=True)
-def _unit_score(value_unit, speed, gpus, moved, mig, mw, energy, carbon, extra, lam, mu):
-    """Reduced score of one unit: value·speed − energy − carbon − pair − migration − λ·MW − μ·GPUs."""
-    migration = mig if moved else 0.0
-    return (_mul(value_unit, speed) - _mul(mw, energy) - _mul(mw, carbon) - extra - migration
-            - _mul(mw, lam) - _mul(mu, float(gpus)))
+_unit_mw = njit(cache=True)(_with_mul(objective.unit_mw_scalar))
+_unit_score = njit(cache=True)(_with_mul(objective.unit_score_scalar))
 
 
 @njit(cache=True)

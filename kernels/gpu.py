@@ -1,9 +1,10 @@
 """CUDA kernels (Numba) on device arrays: one thread per job, or per move.
 
 The math is not re-written here: every per-candidate and per-job function of ``kernels/cpu.py``
-is recompiled as a CUDA device function from the same Python function (``_retarget``), with one
-primitive swapped: ``_mul`` becomes ``libdevice.dmul_rn`` so NVVM cannot fuse a product and a
-subtraction into an FMA. Scores are then bit-identical to the CPU and NumPy backends, and so
+(the objective among them, ``placement.core.objective``'s scalar form) is recompiled as a CUDA
+device function from the same Python function (``_retarget``), with one primitive swapped: the
+product ``mul`` becomes ``libdevice.dmul_rn`` so NVVM cannot fuse a product and a subtraction into
+an FMA. Scores are then bit-identical to the CPU and NumPy backends, and so
 are tie-breaks (lowest pool index).
 
 Layout: one thread per job, 128 threads per block. Each thread scans its job's class list
@@ -37,6 +38,7 @@ from numba import config, cuda
 from placement.kernels import cpu
 
 from placement.errors import BackendUnavailableError
+from placement.core import objective
 from placement.core.problem import Problem
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -53,18 +55,18 @@ def _dmul(a, b):
     return cuda.libdevice.dmul_rn(a, b)
 
 
-def _pymul(a, b):
-    return a * b  # the simulator runs Python floats: IEEE products, no FMA
-
-
 def _retarget() -> dict[str, Any]:
-    """Device versions of ``SHARED``: the same code objects, globals rebound to device functions."""
+    """Device versions of ``SHARED``: the same code objects, globals rebound to device functions.
+
+    Each function keeps the globals it sees on the CPU (constants such as NO_SCORE and
+    MW_TOLERANCE, np, math), with its callees and the product ``mul`` replaced by device versions.
+    """
     dev = cuda.jit(device=True) if SIMULATOR else cuda.jit(device=True, forceinline=True)
-    ns = dict(vars(cpu))  # constants (NO_SCORE, MW_TOLERANCE), np, math as the CPU code sees them
-    ns["_mul"] = dev(_pymul if SIMULATOR else _dmul)
+    # The simulator runs Python floats: the plain product is IEEE, no FMA.
+    ns: dict[str, Any] = {"mul": dev(objective.mul if SIMULATOR else _dmul)}
     for name in SHARED:
         f = getattr(cpu, name).py_func
-        ns[name] = dev(FunctionType(f.__code__, ns, name, f.__defaults__, f.__closure__))
+        ns[name] = dev(FunctionType(f.__code__, {**f.__globals__, **ns}, name, f.__defaults__, f.__closure__))
     return ns
 
 

@@ -2,11 +2,8 @@
 
 A *candidate* is (job j, pool p) with p in j's class list. For one unit of j on p at site s:
 
-    it_mw   = pair_it_mw (if measured) else gpus_unit * (job kW override or pool kW) / 1000
-    mw      = it_mw * pue[s]                                  (facility MW)
-    score   = value_unit * speed - mw * (energy[s] + carbon[s] + lambda[s])
-              - pair_extra - migration_per_hour * (p != current_pool and current_pool >= 0)
-              - mu[p] * gpus_unit
+    score   = the reduced score of ``placement.core.objective`` (its ``unit_terms``, ``mw`` and
+              ``reduced_score``): net $/h − lambda[s] * mw − mu[p] * gpus_unit
     fits    = gpus_unit <= residual_gpus[p] and mw <= residual_mw[s] + MW_TOLERANCE
               and (inference or gpus_unit <= max_gang[s]) and not forbidden
               and (not pinned or p == current_pool) and job_filter == OK
@@ -20,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.core.objective import candidate_speed, reduced_score, unit_terms
 from placement.core.problem import MW_TOLERANCE, Problem
 
 CHUNK_CANDIDATES = 2_000_000
@@ -37,43 +35,6 @@ def expand_candidates(P: Problem, jobs: np.ndarray) -> tuple[np.ndarray, np.ndar
     return owner, jobs[owner], P.class_pool[idx], P.class_speed[idx]
 
 
-def pair_entry(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Index into the pair arrays for each (j, p), or -1 where there is no override."""
-    if P.pair_pool.size == 0:
-        return np.full(len(j), -1, np.int64)
-    pair_job = np.repeat(np.arange(P.n_jobs), np.diff(P.pair_ptr))
-    keys = pair_job * P.n_pools + P.pair_pool  # sorted: CSR by job, pools ascending
-    want = j * P.n_pools + p
-    pos = np.searchsorted(keys, want)
-    pos_c = np.minimum(pos, len(keys) - 1)
-    return np.where(keys[pos_c] == want, pos_c, -1)
-
-
-def unit_terms(P: Problem, j: np.ndarray, p: np.ndarray, speed: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-unit objective terms ($/h) and power of candidates (j, p) at ``speed``."""
-    s = P.pool_site[p]
-    e = pair_entry(P, j, p)
-    has = e >= 0
-    kw = np.where(P.job_kw_per_gpu[j] > 0, P.job_kw_per_gpu[j], P.pool_kw_per_gpu[p])
-    it_mw = P.job_gpus_unit[j] * kw / 1000.0
-    measured = np.where(has, P.pair_it_mw[np.maximum(e, 0)], np.nan) if P.pair_it_mw.size else np.full(len(j), np.nan)
-    it_mw = np.where(np.isnan(measured), it_mw, measured)
-    mw = it_mw * P.site_pue[s]
-    moved = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
-    extra = np.where(has, P.pair_extra_usd_per_hour[np.maximum(e, 0)], 0.0) if P.pair_pool.size else np.zeros(len(j))
-    forbidden = np.where(has, P.pair_forbidden[np.maximum(e, 0)], False) if P.pair_pool.size else np.zeros(len(j), bool)
-    return {
-        "value": P.job_value_unit[j] * speed,
-        "energy": mw * P.site_energy_usd_per_mwh[s],
-        "carbon": mw * P.site_carbon_usd_per_mwh[s],
-        "pair": extra,
-        "migration": np.where(moved, P.job_migration_usd_per_hour[j], 0.0),
-        "it_mw": it_mw,
-        "mw": mw,
-        "forbidden": forbidden,
-    }
-
-
 def score_candidates(P: Problem, j: np.ndarray, p: np.ndarray, speed: np.ndarray,
                      residual_gpus: np.ndarray, residual_mw: np.ndarray,
                      site_price: np.ndarray, pool_price: np.ndarray) -> np.ndarray:
@@ -81,8 +42,7 @@ def score_candidates(P: Problem, j: np.ndarray, p: np.ndarray, speed: np.ndarray
     t = unit_terms(P, j, p, speed)
     s = P.pool_site[p]
     gpus = P.job_gpus_unit[j]
-    score = (t["value"] - t["energy"] - t["carbon"] - t["pair"] - t["migration"]
-             - t["mw"] * site_price[s] - pool_price[p] * gpus)
+    score = reduced_score(t, site_price[s], pool_price[p], gpus)
     fits = (
         (gpus <= residual_gpus[p])
         & (t["mw"] <= residual_mw[s] + MW_TOLERANCE)
@@ -150,18 +110,6 @@ def topk_candidates(P: Problem, jobs: np.ndarray, residual_gpus: np.ndarray, res
     return pools, scores
 
 
-def candidate_speed(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Speed of job ``j`` on pool ``p`` from its class list (NaN where ``p`` is not in it)."""
-    cls = P.job_class[j]
-    class_of = np.repeat(np.arange(len(P.class_ptr) - 1), np.diff(P.class_ptr))
-    keys = class_of * P.n_pools + P.class_pool  # sorted: classes in order, pools ascending
-    want = cls * P.n_pools + p
-    pos = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
-    if len(keys) == 0:
-        return np.full(len(j), np.nan)
-    return np.where(keys[pos] == want, P.class_speed[pos], np.nan)
-
-
 def evaluate_moves(P: Problem, job_pool: np.ndarray, residual_gpus: np.ndarray, residual_mw: np.ndarray,
                    move_job: np.ndarray, move_to_pool: np.ndarray, swap_a: np.ndarray, swap_b: np.ndarray,
                    site_price: np.ndarray | None = None, pool_price: np.ndarray | None = None
@@ -183,7 +131,7 @@ def evaluate_moves(P: Problem, job_pool: np.ndarray, residual_gpus: np.ndarray, 
     Outputs, relocations first then swaps, one entry per move:
 
     - ``delta`` ($/h): Σ net(after) − Σ net(before) over the jobs the move changes, where a placed
-      training job's net = value·speed − energy − carbon − pair − migration (``unit_terms``; the
+      training job's net = value·speed − energy − carbon − pair − migration (``net_value``; the
       migration term applies when the pool differs from ``job_current_pool``) and unplaced = 0.
       NaN where undefined: an inference service, a pool index outside [-1, pools), or an old or
       new pool outside the job's class list. A no-op (same pool, ``a == b``) is 0.
@@ -223,8 +171,7 @@ def evaluate_moves(P: Problem, job_pool: np.ndarray, residual_gpus: np.ndarray, 
         t = unit_terms(P, j, pc, np.nan_to_num(speed))
         s = P.pool_site[pc]
         gpus = P.job_gpus_unit[j]
-        score = (t["value"] - t["energy"] - t["carbon"] - t["pair"] - t["migration"]
-                 - t["mw"] * sp[s] - pp[pc] * gpus)
+        score = reduced_score(t, sp[s], pp[pc], gpus)
         ok_placed = (((P.job_kind[j] == 1) | (gpus <= P.site_max_gang[s])) & ~t["forbidden"]
                      & (~P.job_pinned[j] | (pc == P.job_current_pool[j])) & (P.job_filter[j] == 0))
         allowed = np.where(placed, ok_placed, ~P.job_required[j] & ~P.job_pinned[j])

@@ -2,20 +2,23 @@
 
 import logging
 
-from placement.api import solve as solve
-from placement.io.config import load_config as load_config
-from placement.io.config import load_portfolio as load_portfolio
-from placement.io.tables import read_jobs as read_jobs
-from placement.io.tables import read_pairs as read_pairs
-from placement.model.portfolio import Portfolio as Portfolio
-from placement.model.portfolio import SolveOptions as SolveOptions
-from placement.plan import Plan as Plan
-from placement.plan import package_version
-from placement.core.problem import Problem as Problem
-from placement.core.problem import compile_problem as compile_problem
-from placement.replan.run import ReplanOptions as ReplanOptions
-from placement.replan.run import replan as replan
-from placement.validate.validator import validate_plan as validate_plan
+from placement.api import solve
+from placement.core.problem import Problem, compile_problem
+from placement.errors import BackendUnavailableError, InfeasibleError, InputError, InvalidPlanError, PlacementError
+from placement.io.config import load_config, load_portfolio
+from placement.io.tables import read_jobs, read_pairs
+from placement.model.portfolio import Portfolio, SolveOptions
+from placement.plan import Plan, package_version
+from placement.replan import ReplanOptions, replan
+from placement.summary import PlanStatus, Summary
+from placement.validate import Violation, validate_plan
+
+__all__ = [
+    "BackendUnavailableError", "InfeasibleError", "InputError", "InvalidPlanError", "PlacementError", "Plan",
+    "PlanStatus", "Portfolio", "Problem", "ReplanOptions", "SolveOptions", "Summary", "Violation",
+    "compile_problem", "load_config", "load_portfolio", "read_jobs", "read_pairs", "replan", "solve",
+    "validate_plan",
+]
 
 __version__ = package_version()
 

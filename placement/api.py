@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 
 import pyarrow as pa
 
+from placement.core.problem import Problem, compile_problem
+from placement.current_plan import warm_start
 from placement.errors import InvalidPlanError
+from placement.io.digest import input_digest
 from placement.kernels import kernels_for
 from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import Plan, build_plan
-from placement.core.problem import Problem, compile_problem
 from placement.solvers.pipeline import Progress, run_pipeline
 from placement.validate.validator import validate_plan
 
@@ -20,18 +21,6 @@ log = logging.getLogger("placement")
 
 # The validator's code for a required job left unplaced: an infeasible input, not a solver bug.
 REQUIRED_UNPLACED = "required"
-
-
-def input_digest(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None) -> str:
-    """SHA-256 over the canonical portfolio JSON and the jobs/pairs tables (Arrow IPC)."""
-    h = hashlib.sha256(portfolio.model_dump_json().encode())
-    for table in (jobs, pairs):
-        if table is not None:
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            h.update(sink.getvalue())
-    return h.hexdigest()
 
 
 def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
@@ -42,7 +31,7 @@ def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
     Raises ``InvalidPlanError`` if the solver broke a hard constraint (a bug). A required job
     that cannot be placed is not an error here: the plan's summary has status ``infeasible``
     and lists it under ``required_unplaced``. ``initial_plan`` (a plan table) warm-starts the
-    solvers: ``placement.replan.run.warm_start`` maps, repairs and fills it. ``problem``, when
+    solvers: ``placement.current_plan.warm_start`` maps, repairs and fills it. ``problem``, when
     given, must be these inputs already compiled (sweeps reuse one across scenarios).
     """
     options = options or portfolio.solve
@@ -52,8 +41,6 @@ def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
     kernels = kernels_for(problem, options.backend)
     initial = None
     if initial_plan is not None:
-        from placement.replan.run import warm_start  # noqa: PLC0415
-
         initial = warm_start(problem, initial_plan, kernels, options)
     solution = run_pipeline(problem, options, kernels, on_progress=on_progress, initial=initial)
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=options.seed,
@@ -64,8 +51,5 @@ def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
         raise InvalidPlanError(f"solver '{solution.solver}' produced an invalid plan (a bug): "
                                + "; ".join(v.message for v in bugs[:10]))
     required = sorted(v.job_id for v in violations if v.kind == REQUIRED_UNPLACED)
-    if required:
-        plan.summary["status"] = "infeasible"
-    plan.summary["required_unplaced"] = required
-    plan.summary["seconds"] = time.monotonic() - start
+    plan.summary = plan.summary.finished(required, time.monotonic() - start)
     return plan

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from placement.io.tables import write_json, write_table
 from placement.core.problem import Filter, Problem
 from placement.core.solution import TERMS, Reason, Solution, solution_terms
+from placement.io.tables import write_json, write_table
+from placement.summary import Summary
 
 REASON_TEXT = {
     Reason.NO_ELIGIBLE_SITE: "no eligible site",
@@ -47,6 +48,7 @@ FILTER_TEXT = {
 
 
 def package_version() -> str:
+    """The installed package's version ("0+unknown" when run from a tree that is not installed)."""
     try:
         return version("placement")
     except PackageNotFoundError:
@@ -55,15 +57,16 @@ def package_version() -> str:
 
 @dataclass
 class Plan:
-    """A validated plan: ``table`` (rows), ``summary`` (JSON-ready dict) and the raw ``solution``."""
+    """A validated plan: ``table`` (rows), ``summary`` (a ``Summary``) and the raw ``solution``."""
 
     table: pa.Table
-    summary: dict[str, Any]
+    summary: Summary
     solution: Solution
 
     @property
     def objective(self) -> float:
-        return float(self.summary["objective"])
+        """Net $/h of the plan."""
+        return self.summary.objective
 
     def write(self, path: str | Path) -> None:
         """Write the plan table by extension (.parquet, .csv, .json, .arrow), atomically."""
@@ -71,7 +74,7 @@ class Plan:
 
     def write_summary(self, path: str | Path) -> None:
         """Write the summary JSON atomically."""
-        write_json(self.summary, path)
+        write_json(self.summary.to_dict(), path)
 
 
 def build_plan(problem: Problem, solution: Solution, *, seconds: float, seed: int,
@@ -125,7 +128,7 @@ def _detail(P: Problem, j: int, reason: Reason) -> str:
 
 
 def _summary(P: Problem, S: Solution, t: dict[str, np.ndarray], net: np.ndarray, *,
-             seconds: float, seed: int, input_sha256: str) -> dict[str, Any]:
+             seconds: float, seed: int, input_sha256: str) -> Summary:
     objective = float(net.sum())
     bound = float(S.bound)
     gap = None
@@ -157,7 +160,7 @@ def _summary(P: Problem, S: Solution, t: dict[str, np.ndarray], net: np.ndarray,
             "mw_cap": float(P.site_cap_mw[s]),
             "gpus": {P.type_names[P.pool_type[p]]: [int(pool_used[p]), int(P.pool_gpus[p])] for p in pools},
         })
-    summary: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "objective": objective,
         "bound": bound if math.isfinite(bound) else None,
         "gap": gap,
@@ -181,11 +184,11 @@ def _summary(P: Problem, S: Solution, t: dict[str, np.ndarray], net: np.ndarray,
         "stats": S.stats,
     }
     if S.site_price_usd_per_mwh is not None:
-        summary["shadow_price_usd_per_mwh"] = dict(zip(P.site_ids, map(float, S.site_price_usd_per_mwh)))
+        fields["shadow_price_usd_per_mwh"] = dict(zip(P.site_ids, map(float, S.site_price_usd_per_mwh)))
     if S.pool_price_usd_per_gpu_hour is not None:
-        summary["shadow_price_usd_per_gpu_hour"] = {
+        fields["shadow_price_usd_per_gpu_hour"] = {
             f"{P.site_ids[P.pool_site[p]]}/{P.type_names[P.pool_type[p]]}": float(S.pool_price_usd_per_gpu_hour[p])
             for p in range(P.n_pools)
         }
-    return summary
+    return Summary.model_validate(fields)
 

@@ -29,12 +29,12 @@ from types import ModuleType
 
 import numpy as np
 
-from placement.kernels import Kernels, kernels_for
-from placement.kernels.reference import candidate_speed, unit_terms
+from placement.kernels import Kernels
 from placement.model.portfolio import SolveOptions
-from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
-from placement.core.solution import Reason, Solution, usage
-from placement.solvers.greedy import solve_greedy
+from placement.core.objective import candidate_speed, unit_terms
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem
+from placement.core.solution import Reason, Solution
+from placement.solvers.greedy import fill_unplaced
 from placement.solvers.lagrangian import evaluate_dual
 
 # Pools a service's bid may spread over (its best at the current prices).
@@ -244,25 +244,8 @@ def solve_auction(problem: Problem, options: SolveOptions, kernels: Kernels, dea
         bound = min(bound, evaluate_dual(P, kernels, eligible, lam, mu))
     first = Solution.from_pool_units(rows, P.n_jobs, np.full(P.n_jobs, Reason.OUT_VALUED, np.int8),
                                      solver="auction", backend=kernels.name)
-    sol = _fill(P, options, kernels, first, lam, mu, deadline)
+    # The greedy states the reason of every job the auction left out, those without a candidate too.
+    sol = fill_unplaced(P, first, kernels, options, deadline=deadline, site_price=lam, pool_price=mu,
+                        eligible_only=False).solution
     sol.site_price_usd_per_mwh, sol.pool_price_usd_per_gpu_hour = lam, mu
     return AuctionResult(sol, lam, mu, float(bound), rounds)
-
-
-def _fill(P: Problem, options: SolveOptions, kernels: Kernels, sol: Solution, lam: np.ndarray,
-          mu: np.ndarray, deadline: float | None) -> Solution:
-    """The greedy binder over the jobs ``sol`` leaves unplaced, in what it leaves, at prices λ, μ."""
-    out = np.flatnonzero(sol.reason != Reason.PLACED)
-    if len(out) == 0:
-        return sol
-    used = usage(P, sol)
-    gpus, mw = used.residual(P)
-    moves_left, usd_left = used.budget_left(P)
-    sub = subproblem(P, out, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
-    extra = solve_greedy(sub, options, kernels_for(sub, kernels.name), deadline=deadline,
-                         site_price=lam, pool_price=mu)
-    reason = sol.reason.copy()
-    reason[out] = extra.reason
-    return Solution(np.concatenate([sol.row_job, out[extra.row_job]]), np.concatenate([sol.row_pool, extra.row_pool]),
-                    np.concatenate([sol.row_units, extra.row_units]), reason, solver="auction",
-                    backend=kernels.name)

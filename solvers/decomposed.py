@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +44,18 @@ from placement.kernels import Kernels, kernels_for
 from placement.model.portfolio import SolveOptions
 from placement.core.problem import MW_TOLERANCE, UNLIMITED, Problem, subproblem
 from placement.core.solution import Reason, Solution, tier_objectives, usage
-from placement.solvers import pipeline
 from placement.solvers.bounds import relaxed_bound
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 from placement.solvers.repair import fill, preempt, repair
+from placement.solvers.stages import (
+    Incumbent,
+    Progress,
+    exact_stage,
+    fill_stage,
+    lns_stage,
+    local_search_stage,
+    re_explain,
+)
 
 log = logging.getLogger("placement")
 
@@ -67,6 +75,10 @@ REGION_BALANCE = 1.5
 # in this range, this many steps after the first two points.
 FLOOR_LOG_RANGE = (math.log(0.01), math.log(100.0))
 FLOOR_STEPS = 8
+
+# What each part runs: the single-process pipeline (``run_pipeline``: problem, options, kernels,
+# ``initial=``). Its caller passes it in, as the pipeline is what hands ``decomposed`` here.
+PartSolver = Callable[..., Solution]
 
 
 @dataclass(frozen=True)
@@ -285,6 +297,7 @@ class _Part:
     max_moves: int
     max_migration_usd: float
     options: SolveOptions
+    solve: PartSolver  # a module-level function: it pickles by name
     backend: str
     seconds: float
     deadline: float  # wall clock (time.time(): comparable across machines, unlike monotonic)
@@ -304,15 +317,14 @@ def _solve_part(problem: Problem, part: _Part) -> Solution:
         initial = Solution(j, p, u, reason, solver="warm-start")
     kernels = kernels_for(sub, part.backend)  # binding (a GPU upload, say) counts against the window
     limit = max(min(part.seconds, part.deadline - time.time()), MIN_PART_SECONDS)
-    sol = pipeline.run_pipeline(sub, part.options.model_copy(update={"time_limit_s": limit}), kernels,
-                                initial=initial)
+    sol = part.solve(sub, part.options.model_copy(update={"time_limit_s": limit}), kernels, initial=initial)
     sol.stats = {**sol.stats, "part_seconds": time.monotonic() - start,
                  "part_objective": float(tier_objectives(sub, sol).sum())}
     return sol
 
 
-def _tasks(parts: Partition, options: SolveOptions, backend: str, workers: int, initial: Solution | None,
-           deadline: float) -> list[_Part]:
+def _tasks(parts: Partition, options: SolveOptions, solve: PartSolver, backend: str, workers: int,
+           initial: Solution | None, deadline: float) -> list[_Part]:
     """One task per part; each gets the window up to ``deadline`` (wall clock), shared in turns
     when parts outnumber workers."""
     k = parts.k
@@ -330,7 +342,7 @@ def _tasks(parts: Partition, options: SolveOptions, backend: str, workers: int, 
             rows = (np.searchsorted(jobs, initial.row_job[mine]), initial.row_pool[mine], initial.row_units[mine])
         tasks.append(_Part(jobs, parts.pool_gpus[i], parts.site_cap_mw[i], int(parts.max_moves[i]),
                            float(parts.max_migration_usd[i]),
-                           part_options.model_copy(update={"seed": options.seed + i}), backend,
+                           part_options.model_copy(update={"seed": options.seed + i}), solve, backend,
                            window / rounds, deadline, rows))
     return tasks
 
@@ -425,10 +437,12 @@ def floored_bound(problem: Problem, kernels: Kernels, lam: np.ndarray, mu: np.nd
 # --- the solver ---------------------------------------------------------------------------------
 
 
-def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, *,
-                     on_progress: pipeline.Progress | None = None, initial: Solution | None = None) -> Solution:
+def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, *, solve_part: PartSolver,
+                     prove: bool, on_progress: Progress | None = None, initial: Solution | None = None) -> Solution:
     """Partition, solve parts in parallel, merge, repair and improve; see the module docstring.
 
+    Each part runs ``solve_part`` (the pipeline). ``prove``: the whole problem is small enough for
+    the exact model hinted with the merged plan (the pipeline's rule for ``auto``).
     ``initial`` (the placement running now) is split among the parts as their warm starts, and
     its repair is kept unless the merged and improved plan beats it. Ctrl-C during the parts
     merges the parts that returned and fills the rest greedily.
@@ -440,7 +454,7 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     # executor is part of the window.
     parts_deadline = time.time() + options.time_limit_s * PARTS_SHARE
     warm = repair(P, initial, kernels) if initial is not None else None
-    parts, returned, workers = _run_parts(P, options, kernels.name, warm, parts_deadline)
+    parts, returned, workers = _run_parts(P, options, solve_part, kernels.name, warm, parts_deadline)
     parts_s = time.monotonic() - start
     interrupted = any(s is None for s in returned)
     solutions = [s if s is not None else _nothing(len(parts.jobs(i))) for i, s in enumerate(returned)]
@@ -449,7 +463,7 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     relaxed = relaxed_bound(P, kernels)
     lagrangian, which = dual_bound(P, kernels, prices)
     lam, mu = prices[which] if which >= 0 else (None, None)
-    inc = pipeline.Incumbent(P, merged, min(relaxed, lagrangian), on_progress)
+    inc = Incumbent(P, merged, min(relaxed, lagrangian), on_progress)
     if warm is not None:
         inc.offer(warm)
     stages = ["parts", "merge"]
@@ -457,15 +471,15 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     try:
         if interrupted:
             stages.append("interrupted")
-        elif pipeline.candidate_count(P) <= pipeline.EXACT_MAX_CANDIDATES:
-            pipeline.exact_stage(P, options, inc, deadline)
+        elif prove:
+            exact_stage(P, options, inc, deadline)
             stages.append("exact")
         else:
             stages += _improve(P, options, kernels, inc, start, deadline, lam, mu, stats)
     except KeyboardInterrupt:
         log.warning("interrupted: returning the best plan so far")
         stages.append("interrupted")
-    pipeline.fill_stage(P, options, kernels, inc)
+    fill_stage(P, options, kernels, inc)
     stages.append("fill")
     best = inc.best
     best.solver, best.backend = SOLVER, kernels.name
@@ -473,7 +487,7 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     best.site_price_usd_per_mwh, best.pool_price_usd_per_gpu_hour = lam, mu
     if time.monotonic() > deadline and best.status == "optimal":
         best.status = "feasible"
-    pipeline.re_explain(P, kernels, best)
+    re_explain(P, kernels, best)
     best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start, "decomposed": {
         "parts": parts.k, "partition": parts.kind, "executor": options.executor, "workers": workers,
         "seconds_parts": parts_s, "part_jobs": [len(parts.jobs(i)) for i in range(parts.k)],
@@ -484,8 +498,8 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     return best
 
 
-def _run_parts(P: Problem, options: SolveOptions, backend: str, warm: Solution | None, deadline: float
-               ) -> tuple[Partition, list[Solution | None], int]:
+def _run_parts(P: Problem, options: SolveOptions, solve: PartSolver, backend: str, warm: Solution | None,
+               deadline: float) -> tuple[Partition, list[Solution | None], int]:
     """The partition, each part's plan (None where Ctrl-C came first) and the workers used."""
     with make_executor(options.executor, options.workers, options.address) as executor:
         k = max(1, min(options.parts or max(2, executor.workers), int(np.count_nonzero(P.job_filter == 0))))
@@ -493,7 +507,7 @@ def _run_parts(P: Problem, options: SolveOptions, backend: str, warm: Solution |
         parts = partition(P, k, options.seed, warm)
         solutions: list[Solution | None] = [None] * k
         try:
-            tasks = _tasks(parts, options, backend, executor.workers, warm, deadline)
+            tasks = _tasks(parts, options, solve, backend, executor.workers, warm, deadline)
             for i, sol in executor.map(_solve_part, P, tasks):
                 solutions[i] = sol
         except KeyboardInterrupt:
@@ -507,7 +521,7 @@ def _nothing(n_jobs: int) -> Solution:
     return Solution(empty, empty, empty, np.full(n_jobs, Reason.OUT_VALUED, np.int8), solver=SOLVER)
 
 
-def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: pipeline.Incumbent, start: float,
+def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent, start: float,
              deadline: float, lam: np.ndarray | None, mu: np.ndarray | None, stats: dict) -> list[str]:
     """Large instances: higher tiers take what split pools stranded, local search, the floored
     bound, then LNS until the deadline. Returns the stages run."""
@@ -518,12 +532,12 @@ def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: pipeline.
     if len(stopped):
         placed = fill(P, placed, kernels, options, deadline=start + t * PREEMPT_UNTIL)
     inc.offer(placed)
-    pipeline.local_search_stage(P, kernels, inc, start + t * LOCAL_SEARCH_UNTIL)
+    local_search_stage(P, kernels, inc, start + t * LOCAL_SEARCH_UNTIL)
     stages = ["preempt", "ls"]
     if lam is not None and mu is not None:
         stats["bound_floored"] = floored_bound(P, kernels, lam, mu, inc.best)
         inc.tighten(stats["bound_floored"])
         stages.append("bound")
         inc.best.site_price_usd_per_mwh, inc.best.pool_price_usd_per_gpu_hour = lam, mu  # LNS weighs sites by them
-    pipeline.lns_stage(P, options, inc, deadline)
+    lns_stage(P, options, inc, deadline)
     return [*stages, "lns"]

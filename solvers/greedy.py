@@ -9,14 +9,16 @@ batch took the room) is re-scored alone.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from placement.kernels import Kernels
-from placement.kernels.reference import candidate_speed, score_candidates, unit_terms
+from placement.kernels import Kernels, kernels_for
+from placement.kernels.reference import score_candidates
 from placement.model.portfolio import SolveOptions
-from placement.core.problem import MW_TOLERANCE, Problem
-from placement.core.solution import Reason, Solution
+from placement.core.objective import candidate_speed, net_value, unit_terms
+from placement.core.problem import MW_TOLERANCE, Filter, Problem, subproblem
+from placement.core.solution import Reason, Solution, usage
 from placement.solvers.reasons import explain_unplaced
 
 BATCH_JOBS = 4096
@@ -134,7 +136,7 @@ def _bind_training(state: _State, kernels: Kernels, j: int, p: int, score: float
             reason[j] = Reason.MIGRATION_BUDGET
             return False
         t = unit_terms(P, jj, pp, speed)
-        net = float(t["value"][0] - t["energy"][0] - t["carbon"][0] - t["pair"][0] - t["migration"][0])
+        net = float(net_value(t)[0])
     if net <= 0 and not P.job_required[j]:
         reason[j] = Reason.NOT_PROFITABLE
         return False
@@ -187,3 +189,54 @@ def _bind_service(state: _State, kernels: Kernels, j: int, reason) -> bool:
         return False
     state.bind(j, take, mw_unit)
     return True
+
+
+@dataclass(frozen=True)
+class Filled:
+    """``fill_unplaced``'s plan, and how many jobs the greedy was given and placed."""
+
+    solution: Solution
+    tried: int
+    placed: int
+
+
+def fill_unplaced(problem: Problem, solution: Solution, kernels: Kernels, options: SolveOptions, *,
+                  deadline: float | None = None, site_price: np.ndarray | None = None,
+                  pool_price: np.ndarray | None = None, max_moves: int | None = None,
+                  max_migration_usd: float | None = None, eligible_only: bool = True,
+                  keep_reasons: bool = False) -> Filled:
+    """``solution`` plus its unplaced jobs placed greedily in the room it leaves; placed jobs stay.
+
+    The greedy (at ``site_price``/``pool_price`` if given) runs on the sub-problem of the
+    unplaced jobs (``eligible_only``: those with a candidate; else all of them, and the greedy
+    states each one's reason) over the residual GPUs and MW and the migration budget left:
+    ``max_moves``/``max_migration_usd`` where given, else the problem's less what ``solution``
+    moves. Jobs it leaves out get its reasons, or keep theirs with ``keep_reasons``. The new rows
+    follow ``solution``'s; every other field is ``solution``'s.
+    """
+    P, S = problem, solution
+    todo = S.reason != Reason.PLACED
+    if eligible_only:
+        todo &= P.job_filter == Filter.OK
+    todo = np.flatnonzero(todo)
+    if len(todo) == 0:
+        return Filled(S, 0, 0)
+    used = usage(P, S)
+    gpus, mw = used.residual(P)
+    moves_left, usd_left = used.budget_left(P)
+    if max_moves is not None:
+        moves_left = max(int(max_moves), 0)
+    if max_migration_usd is not None:
+        usd_left = max(float(max_migration_usd), 0.0)
+    sub = subproblem(P, todo, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
+    extra = solve_greedy(sub, options, kernels_for(sub, kernels.name), deadline=deadline,
+                         site_price=site_price, pool_price=pool_price)
+    reason = S.reason.copy()
+    if keep_reasons:
+        reason[todo[extra.row_job]] = Reason.PLACED
+    else:
+        reason[todo] = extra.reason
+    filled = replace(S, row_job=np.concatenate([S.row_job, todo[extra.row_job]]),
+                     row_pool=np.concatenate([S.row_pool, extra.row_pool]),
+                     row_units=np.concatenate([S.row_units, extra.row_units]), reason=reason)
+    return Filled(filled, len(todo), len(np.unique(extra.row_job)))

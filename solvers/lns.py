@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from placement.model.portfolio import SolveOptions
 from placement.core.problem import Problem, subproblem
 from placement.core.solution import Reason, Solution, solution_terms, tier_objectives, usage
+from placement.solvers.compare import lex_better
 
 # Freed jobs per neighbourhood: CP-SAT proves these in about a second.
 MAX_FREE_JOBS = 300
 SITES_PER_NEIGHBOURHOOD = 3
-
-
-def _lex_better(a: np.ndarray, b: np.ndarray) -> bool:
-    for x, y in zip(a, b):
-        if abs(x - y) > 1e-7 * max(1.0, abs(x), abs(y)):
-            return bool(x > y)
-    return False
 
 
 def merge(problem: Problem, base: Solution, sub: Solution, freed: np.ndarray) -> Solution:
@@ -36,14 +31,10 @@ def merge(problem: Problem, base: Solution, sub: Solution, freed: np.ndarray) ->
     keep = ~np.isin(base.row_job, freed)
     reason = base.reason.copy()
     reason[freed] = sub.reason
-    return Solution(
-        np.concatenate([base.row_job[keep], freed[sub.row_job]]),
-        np.concatenate([base.row_pool[keep], sub.row_pool]),
-        np.concatenate([base.row_units[keep], sub.row_units]),
-        reason, solver=base.solver, backend=base.backend, status="feasible", bound=base.bound,
-        site_price_usd_per_mwh=base.site_price_usd_per_mwh,
-        pool_price_usd_per_gpu_hour=base.pool_price_usd_per_gpu_hour, stats=base.stats,
-    )
+    return replace(base, row_job=np.concatenate([base.row_job[keep], freed[sub.row_job]]),
+                   row_pool=np.concatenate([base.row_pool[keep], sub.row_pool]),
+                   row_units=np.concatenate([base.row_units[keep], sub.row_units]), reason=reason,
+                   status="feasible")
 
 
 NEIGHBOURHOODS = ("sites", "region", "margin")
@@ -153,7 +144,7 @@ def improve(problem: Problem, incumbent: Solution, options: SolveOptions, *, dea
         if result.status in ("optimal", "feasible"):
             candidate = merge(P, best, result, freed)
             tiers = tier_objectives(P, candidate)
-            if _lex_better(tiers, best_tiers):
+            if lex_better(tiers, best_tiers):
                 best, best_tiers = candidate, tiers
                 improved += 1
                 gains[kind] += 1

@@ -14,6 +14,7 @@ The migration budget is global, so jobs that would need a move are left alone wh
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -165,10 +166,7 @@ def _with_training(P: Problem, sol: Solution, job_pool: np.ndarray) -> Solution:
     reason[train] = Reason.PLACED
     left = (P.job_kind == 0) & (job_pool < 0) & was_placed
     reason[left] = Reason.OUT_VALUED
-    return Solution(
-        np.concatenate([sol.row_job[keep], train]), np.concatenate([sol.row_pool[keep], job_pool[train]]),
-        np.concatenate([sol.row_units[keep], np.ones(len(train), np.int64)]), reason,
-        solver=sol.solver, backend=sol.backend, status="feasible", bound=sol.bound,
-        site_price_usd_per_mwh=sol.site_price_usd_per_mwh,
-        pool_price_usd_per_gpu_hour=sol.pool_price_usd_per_gpu_hour, stats=sol.stats,
-    )
+    return replace(sol, row_job=np.concatenate([sol.row_job[keep], train]),
+                   row_pool=np.concatenate([sol.row_pool[keep], job_pool[train]]),
+                   row_units=np.concatenate([sol.row_units[keep], np.ones(len(train), np.int64)]), reason=reason,
+                   status="feasible")

@@ -14,10 +14,6 @@ the inference spread (min_sites) and keeps per-site share caps only as column bo
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,9 +21,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from placement.kernels import Kernels
-from placement.kernels.reference import candidate_speed, unit_terms
+from placement.core.objective import candidate_speed, net_value, unit_terms
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Solution
+from placement.solvers.quiet import quiet_stdout
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 
 INITIAL_COLUMNS_PER_JOB = 8
@@ -51,22 +48,6 @@ class LpResult:
     lp_objective: float
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """HiGHS prints a banner from C++ at construction, whatever its options: silence fd 1."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 class _Master:
     """The restricted master LP: rows for jobs, pools, sites and the migration budget."""
 
@@ -74,7 +55,7 @@ class _Master:
         import highspy  # noqa: PLC0415
 
         self.P, self.hs = P, highspy
-        with _quiet_stdout():
+        with quiet_stdout():
             self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         if threads:
@@ -120,7 +101,7 @@ class _Master:
         self.keys.update(key.tolist())
         self.col_key = np.concatenate([self.col_key, key])
         t = unit_terms(P, j, p, candidate_speed(P, j, p))
-        net = t["value"] - t["energy"] - t["carbon"] - t["pair"] - t["migration"]
+        net = net_value(t)
         s, g = P.pool_site[p], P.job_gpus_unit[j]
         mw = t["mw"]
         cap_units = np.floor(P.site_cap_mw[s] / np.maximum(mw, 1e-12) + 1e-9)

@@ -36,17 +36,19 @@ and enforces a migration budget counted on whole placements (see its docstring).
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
 
-from placement.kernels import Kernels, kernels_for
-from placement.kernels.reference import candidate_speed, unit_terms
+from placement.kernels import Kernels
 from placement.model.portfolio import SolveOptions
-from placement.core.problem import MW_TOLERANCE, Filter, Problem, subproblem
+from placement.core.objective import candidate_speed, net_before_migration, net_value, unit_terms
+from placement.core.problem import MW_TOLERANCE, Filter, Problem
 from placement.core.solution import Reason, Solution
+from placement.solvers.greedy import fill_unplaced, greedy_order
 
 
 class Cause(IntEnum):
@@ -279,36 +281,22 @@ def fill(problem: Problem, solution: Solution, kernels: Kernels, options: SolveO
     ``solve_greedy`` on the sub-problem of the residual capacities (required first, then tier,
     then value per GPU); a job with a current pool that lands elsewhere counts against the
     migration budget left: ``max_moves`` / ``max_migration_usd`` if given, else the problem's
-    budget less what ``solution`` already moves (``job_current_pool`` semantics).
+    budget less what ``solution`` already moves (``job_current_pool`` semantics). The result's
+    rows are sorted by (job, pool), with no bound or prices attached.
     """
-    from placement.solvers.greedy import solve_greedy  # noqa: PLC0415
-
-    P, S = problem, solution
-    todo = np.flatnonzero((S.reason != Reason.PLACED) & (P.job_filter == Filter.OK))
-    if len(todo) == 0:
-        return S
+    S = solution
     if deadline is not None and time.monotonic() > deadline:
         return S
-    speed = np.nan_to_num(candidate_speed(P, S.row_job, S.row_pool))
-    mw = unit_terms(P, S.row_job, S.row_pool, speed)["mw"] * S.row_units
-    used_mw = np.bincount(P.pool_site[S.row_pool], weights=mw, minlength=P.n_sites)
-    used_g = np.bincount(S.row_pool, weights=S.row_units * P.job_gpus_unit[S.row_job], minlength=P.n_pools)
-    moved, usd = moves_of(P, S.row_job, S.row_pool, S.row_units)
-    moves_left = P.max_moves - len(moved) if max_moves is None else max_moves
-    usd_left = P.max_migration_usd - usd if max_migration_usd is None else max_migration_usd
-    sub = subproblem(P, todo, (P.pool_gpus - used_g).astype(np.int64),
-                     np.maximum(P.site_cap_mw - used_mw, 0.0),
-                     max_moves=max(int(moves_left), 0), max_migration_usd=max(float(usd_left), 0.0))
-    g = solve_greedy(sub, options, kernels_for(sub, kernels.name), deadline=deadline)
-    reason = S.reason.copy()
-    reason[todo] = g.reason
-    out = Solution(np.concatenate([S.row_job, todo[g.row_job]]), np.concatenate([S.row_pool, g.row_pool]),
-                   np.concatenate([S.row_units, g.row_units]), reason, solver=S.solver, backend=kernels.name,
-                   status=S.status, stats={**S.stats, "fill": {"tried": int(len(todo)),
-                                                               "placed": int(len(np.unique(g.row_job)))}})
+    filled = fill_unplaced(problem, S, kernels, options, deadline=deadline, max_moves=max_moves,
+                           max_migration_usd=max_migration_usd)
+    if filled.tried == 0:
+        return S
+    out = filled.solution
     order = np.lexsort((out.row_pool, out.row_job))
-    out.row_job, out.row_pool, out.row_units = out.row_job[order], out.row_pool[order], out.row_units[order]
-    return out
+    return replace(out, row_job=out.row_job[order], row_pool=out.row_pool[order], row_units=out.row_units[order],
+                   backend=kernels.name, bound=math.inf, site_price_usd_per_mwh=None,
+                   pool_price_usd_per_gpu_hour=None,
+                   stats={**S.stats, "fill": {"tried": filled.tried, "placed": filled.placed}})
 
 
 def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
@@ -328,107 +316,158 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
     and the solvers handle them. Returns the new solution and the jobs it stopped (to re-place
     with ``fill``). A loop over the jobs considered; each step is NumPy over the rows at its pools.
     """
-    from placement.solvers.greedy import greedy_order  # noqa: PLC0415
-
     P, S = problem, solution
-    j, p, u = S.row_job.copy(), S.row_pool.copy(), S.row_units.copy()
-    placed = S.reason == Reason.PLACED
-    todo = np.flatnonzero(~placed & (P.job_filter == Filter.OK) & (P.job_kind == 0))
-    if len(todo) == 0 or len(j) == 0:
+    todo = _preempt_order(P, S)
+    if len(todo) == 0:
         return S, np.zeros(0, np.int64)
-    lowest = int(P.job_tier[j].min())
-    todo = todo[(P.job_tier[todo] > lowest) | P.job_required[todo]]
-    rank = greedy_order(P)
-    pos = np.empty(P.n_jobs, np.int64)
-    pos[rank] = np.arange(P.n_jobs)
-    todo = todo[np.argsort(pos[todo], kind="stable")]
-    shed = shed_rank(P)
-    speed = np.nan_to_num(candidate_speed(P, j, p))
-    t = unit_terms(P, j, p, speed)
-    row_mw = t["mw"] * u
-    row_g = (u * P.job_gpus_unit[j]).astype(np.float64)
-    alive = np.ones(len(j), bool)
-    free_mw = P.site_cap_mw - np.bincount(P.pool_site[p], weights=row_mw, minlength=P.n_sites)
-    free_g = P.pool_gpus - np.bincount(p, weights=row_g, minlength=P.n_pools)
-    row_value = P.job_value_unit[j] * u
-    row_tier, row_optional = P.job_tier[j], ~P.job_required[j]
-    new_rows: list[tuple[int, int]] = []
-    stopped: list[int] = []
-    reason = S.reason.copy()
+    state = _Preemption.start(P, S, moves_left, usd_left)
     for jj in todo.tolist():
         if deadline is not None and time.monotonic() > deadline:
             break
+        state.try_place(jj)
+    if not state.new_rows:
+        return S, np.zeros(0, np.int64)
+    return state.solution(S), np.unique(np.asarray(state.stopped, np.int64))
+
+
+def _preempt_order(P: Problem, S: Solution) -> np.ndarray:
+    """Unplaced training jobs above the lowest placed tier (any tier if required), in greedy order."""
+    todo = np.flatnonzero((S.reason != Reason.PLACED) & (P.job_filter == Filter.OK) & (P.job_kind == 0))
+    if len(todo) == 0 or len(S.row_job) == 0:
+        return np.zeros(0, np.int64)
+    lowest = int(P.job_tier[S.row_job].min())
+    todo = todo[(P.job_tier[todo] > lowest) | P.job_required[todo]]
+    pos = np.empty(P.n_jobs, np.int64)
+    pos[greedy_order(P)] = np.arange(P.n_jobs)
+    return todo[np.argsort(pos[todo], kind="stable")]
+
+
+@dataclass
+class _Preemption:
+    """``preempt``'s working state: the plan's rows and which still run, the room left, the budget
+    left, and the rows added and jobs stopped so far."""
+
+    P: Problem
+    j: np.ndarray  # the plan's rows
+    p: np.ndarray
+    u: np.ndarray
+    row_mw: np.ndarray  # facility MW of each row
+    row_g: np.ndarray  # GPUs of each row
+    shed: np.ndarray  # shed rank per job
+    alive: np.ndarray  # rows not stopped
+    free_mw: np.ndarray  # per site
+    free_g: np.ndarray  # per pool
+    reason: np.ndarray
+    moves_left: float
+    usd_left: float
+    new_rows: list[tuple[int, int]] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, P: Problem, S: Solution, moves_left: float, usd_left: float) -> _Preemption:
+        j, p, u = S.row_job.copy(), S.row_pool.copy(), S.row_units.copy()
+        row_mw = unit_terms(P, j, p, np.nan_to_num(candidate_speed(P, j, p)))["mw"] * u
+        row_g = (u * P.job_gpus_unit[j]).astype(np.float64)
+        return cls(P, j, p, u, row_mw, row_g, shed_rank(P), np.ones(len(j), bool),
+                   P.site_cap_mw - np.bincount(P.pool_site[p], weights=row_mw, minlength=P.n_sites),
+                   P.pool_gpus - np.bincount(p, weights=row_g, minlength=P.n_pools), S.reason.copy(),
+                   moves_left, usd_left)
+
+    def try_place(self, jj: int) -> None:
+        """Place gang ``jj`` where stopping lower-tier jobs does the least damage, if anywhere."""
+        P = self.P
+        pools, need_mw = self._allowed(jj)
+        if len(pools) == 0:
+            return
+        sites = P.pool_site[pools]
+        need_g = float(P.job_gpus_unit[jj])
+        if np.any((self.free_g[pools] >= need_g) & (self.free_mw[sites] + MW_TOLERANCE >= need_mw)):
+            return  # it fits somewhere: the fill left it out for profit or budget
+        room = self._cheapest_room(jj, pools, sites, need_mw, need_g)
+        if room is not None:
+            best, victims = room
+            self._place(jj, int(pools[best]), int(sites[best]), need_mw[best], need_g, victims)
+
+    def _allowed(self, jj: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pools ``jj`` may take (eligible, profitable or required, within the budget) and its MW there."""
+        P = self.P
         pools, spd = P.candidates(jj)
         jv = np.full(len(pools), jj, np.int64)
         tt = unit_terms(P, jv, pools, spd)
-        net = tt["value"] - tt["energy"] - tt["carbon"] - tt["pair"] - tt["migration"]
+        net = net_value(tt)
         cur = P.job_current_pool[jj]
         ok = (~tt["forbidden"] & (P.job_gpus_unit[jj] <= P.pool_gpus[pools])
               & (P.job_gpus_unit[jj] <= P.site_max_gang[P.pool_site[pools]])
               & (~P.job_pinned[jj] | (pools == cur)) & ((net > 0) | P.job_required[jj]))
         if cur >= 0:
-            ok &= (pools == cur) | ((moves_left >= 1) & (P.job_migration_usd[jj] <= usd_left + 1e-9))
-        if not np.any(ok):
-            continue
-        pools, need_mw = pools[ok], tt["mw"][ok]
-        sites = P.pool_site[pools]
-        need_g = float(P.job_gpus_unit[jj])
-        if np.any((free_g[pools] >= need_g) & (free_mw[sites] + MW_TOLERANCE >= need_mw)):
-            continue  # it fits somewhere: the fill left it out for profit or budget
+            ok &= (pools == cur) | ((self.moves_left >= 1) & (P.job_migration_usd[jj] <= self.usd_left + 1e-9))
+        return pools[ok], tt["mw"][ok]
+
+    def _cheapest_room(self, jj: int, pools: np.ndarray, sites: np.ndarray, need_mw: np.ndarray,
+                       need_g: float) -> tuple[int, np.ndarray] | None:
+        """Index into ``pools`` of the pool to take and the jobs to stop there; None if none works."""
+        P, j, p = self.P, self.j, self.p
         at = np.zeros(P.n_pools, bool)
         at[pools] = True
-        victim = alive & row_optional & at[p]
+        row_tier = P.job_tier[j]
+        victim = self.alive & ~P.job_required[j] & at[p]
         if not P.job_required[jj]:
             victim &= row_tier < P.job_tier[jj]
         rows = np.flatnonzero(victim)
         if len(rows) == 0:
-            continue
+            return None
         # Per pool, victims in shed order; the shortest prefix that makes room.
-        rows = rows[np.lexsort((shed[j[rows]], p[rows]))]
+        rows = rows[np.lexsort((self.shed[j[rows]], p[rows]))]
         rp = p[rows]
-        cum_g, cum_mw, cum_v = np.cumsum(row_g[rows]), np.cumsum(row_mw[rows]), np.cumsum(row_value[rows])
+        row_value = P.job_value_unit[j[rows]] * self.u[rows]
+        cum_g, cum_mw, cum_v = np.cumsum(self.row_g[rows]), np.cumsum(self.row_mw[rows]), np.cumsum(row_value)
         first = np.searchsorted(rp, pools, side="left")
         last = np.searchsorted(rp, pools, side="right")
         before = np.maximum(first - 1, 0)
         bg, bm, bv = (np.where(first > 0, c[before], 0.0) for c in (cum_g, cum_mw, cum_v))
-        k_g = np.searchsorted(cum_g, bg + need_g - free_g[pools] - 1e-9, side="left")
-        k_m = np.searchsorted(cum_mw, bm + need_mw - free_mw[sites] - MW_TOLERANCE, side="left")
+        k_g = np.searchsorted(cum_g, bg + need_g - self.free_g[pools] - 1e-9, side="left")
+        k_m = np.searchsorted(cum_mw, bm + need_mw - self.free_mw[sites] - MW_TOLERANCE, side="left")
         k = np.maximum(np.maximum(k_g, k_m), first)  # global index of the last victim needed
         feasible = k < last
         if not np.any(feasible):
-            continue
+            return None
         # Least damage, lexicographically by tier: the highest tier stopped (the last victim, as
         # victims are in shed order), then the value stopped.
         kk = np.minimum(k, len(rows) - 1)
         damage = np.where(feasible, cum_v[kk] - bv, np.inf)
         top = np.where(feasible, row_tier[rows[kk]], np.iinfo(np.int64).max)
         best = int(np.lexsort((damage, top))[0])
-        q, qs = int(pools[best]), int(sites[best])
-        victims = np.unique(j[rows[first[best]:k[best] + 1]])
-        gone = alive & np.isin(j, victims)
-        np.add.at(free_mw, P.pool_site[p[gone]], row_mw[gone])
-        np.add.at(free_g, p[gone], row_g[gone])
-        alive &= ~gone
-        reason[victims] = Reason.OUT_VALUED
-        stopped.extend(victims.tolist())
-        free_mw[qs] -= need_mw[best]
-        free_g[q] -= need_g
-        new_rows.append((jj, q))
-        reason[jj] = Reason.PLACED
+        return best, np.unique(j[rows[first[best]:k[best] + 1]])
+
+    def _place(self, jj: int, q: int, qs: int, need_mw: float, need_g: float, victims: np.ndarray) -> None:
+        """Stop ``victims`` (all their rows), then put ``jj`` on pool ``q`` at site ``qs``."""
+        P = self.P
+        gone = self.alive & np.isin(self.j, victims)
+        np.add.at(self.free_mw, P.pool_site[self.p[gone]], self.row_mw[gone])
+        np.add.at(self.free_g, self.p[gone], self.row_g[gone])
+        self.alive &= ~gone
+        self.reason[victims] = Reason.OUT_VALUED
+        self.stopped.extend(victims.tolist())
+        self.free_mw[qs] -= need_mw
+        self.free_g[q] -= need_g
+        self.new_rows.append((jj, q))
+        self.reason[jj] = Reason.PLACED
+        cur = P.job_current_pool[jj]
         if cur >= 0 and q != cur:
-            moves_left -= 1
-            usd_left -= P.job_migration_usd[jj]
-    if not new_rows:
-        return S, np.zeros(0, np.int64)
-    add = np.array(new_rows, np.int64).reshape(-1, 2)
-    row_job = np.concatenate([j[alive], add[:, 0]])
-    row_pool = np.concatenate([p[alive], add[:, 1]])
-    row_units = np.concatenate([u[alive], np.ones(len(add), np.int64)])
-    order = np.lexsort((row_pool, row_job))
-    out = Solution(row_job[order], row_pool[order], row_units[order], reason, solver=S.solver, backend=S.backend,
-                   status=S.status, stats={**S.stats, "preempt": {"placed": int(len(add)),
-                                                                  "stopped": int(len(stopped))}})
-    return out, np.unique(np.asarray(stopped, np.int64))
+            self.moves_left -= 1
+            self.usd_left -= P.job_migration_usd[jj]
+
+    def solution(self, S: Solution) -> Solution:
+        """``S`` with the stopped rows gone and the new ones added, rows sorted by (job, pool)."""
+        alive = self.alive
+        add = np.array(self.new_rows, np.int64).reshape(-1, 2)
+        row_job = np.concatenate([self.j[alive], add[:, 0]])
+        row_pool = np.concatenate([self.p[alive], add[:, 1]])
+        row_units = np.concatenate([self.u[alive], np.ones(len(add), np.int64)])
+        order = np.lexsort((row_pool, row_job))
+        return Solution(row_job[order], row_pool[order], row_units[order], self.reason, solver=S.solver,
+                        backend=S.backend, status=S.status,
+                        stats={**S.stats, "preempt": {"placed": int(len(add)), "stopped": int(len(self.stopped))}})
 
 
 @dataclass
@@ -494,116 +533,157 @@ def settle(problem: Problem, current: Current, warm: Solution, solution: Solutio
     ``protect`` marks jobs never to stop (none by default but required ones).
     """
     P = problem
-    S = Solution(solution.row_job.copy(), solution.row_pool.copy(), solution.row_units.copy(),
-                 solution.reason.copy(), solver=solution.solver, backend=solution.backend,
-                 status=solution.status, bound=solution.bound,
-                 site_price_usd_per_mwh=solution.site_price_usd_per_mwh,
-                 pool_price_usd_per_gpu_hour=solution.pool_price_usd_per_gpu_hour, stats={**solution.stats})
+    S = replace(solution, row_job=solution.row_job.copy(), row_pool=solution.row_pool.copy(),
+                row_units=solution.row_units.copy(), reason=solution.reason.copy(), stats={**solution.stats})
     moved, away = true_moves(P, current, S)
     if not np.any(moved):
         return S, True
-    back_ok = np.zeros(P.n_jobs, bool)
-    back_ok[warm.row_job] = True  # current rows still valid (repair kept or re-admitted them)
+    gain = _job_net(P, S) - _job_net(P, warm)
+    slack = gain - away * P.job_migration_usd_per_hour  # > 0: the move pays
+    state = _Settling.start(P, warm, S)
+    done = np.zeros(P.n_jobs, bool)
+    # 1. Moves that do not pay.
+    idle = np.flatnonzero(moved & (slack <= 1e-9))
+    for jj in idle[np.argsort(slack[idle], kind="stable")].tolist():
+        done[jj] = state.try_revert(jj)
+    # 2. The budget, counted on whole placements.
+    protect = P.job_required if protect is None else (protect | P.job_required)
+    ok = _hold_budget(state, moved, done, away * P.job_migration_usd, slack, protect, max_moves, max_migration_usd)
+    state.finish()
+    return S, ok
 
-    def job_net(rows_j: np.ndarray, rows_p: np.ndarray, rows_u: np.ndarray) -> np.ndarray:
-        t = unit_terms(P, rows_j, rows_p, np.nan_to_num(candidate_speed(P, rows_j, rows_p)))
-        net = (t["value"] - t["energy"] - t["carbon"] - t["pair"]) * rows_u
-        return np.bincount(rows_j, weights=net, minlength=P.n_jobs)
 
-    gain = job_net(S.row_job, S.row_pool, S.row_units) - job_net(warm.row_job, warm.row_pool, warm.row_units)
-    cost = away * P.job_migration_usd_per_hour
-    slack = gain - cost  # > 0: the move pays
+def _job_net(P: Problem, sol: Solution) -> np.ndarray:
+    """Net $/h per job of ``sol``'s rows, migration left out."""
+    rows_j, rows_p, rows_u = sol.row_job, sol.row_pool, sol.row_units
+    t = unit_terms(P, rows_j, rows_p, np.nan_to_num(candidate_speed(P, rows_j, rows_p)))
+    net = net_before_migration(t) * rows_u
+    return np.bincount(rows_j, weights=net, minlength=P.n_jobs)
 
-    # Residual capacity of the whole solution.
-    def mw_of(rows_j, rows_p, rows_u):
-        return unit_terms(P, rows_j, rows_p, np.nan_to_num(candidate_speed(P, rows_j, rows_p)))["mw"] * rows_u
 
-    site_free = P.site_cap_mw - np.bincount(P.pool_site[S.row_pool], weights=mw_of(S.row_job, S.row_pool, S.row_units),
-                                            minlength=P.n_sites)
-    pool_free = P.pool_gpus - np.bincount(S.row_pool, weights=S.row_units * P.job_gpus_unit[S.row_job],
-                                          minlength=P.n_pools)
-    new_order, new_ptr, _ = _by_job(P.n_jobs, S.row_job)
-    w_order, w_ptr, _ = _by_job(P.n_jobs, warm.row_job)
-    w_mw = mw_of(warm.row_job, warm.row_pool, warm.row_units)
-    s_mw = mw_of(S.row_job, S.row_pool, S.row_units)
-    state = {"rows_removed": np.zeros(len(S.row_job), bool), "reverted": [], "stopped": []}
+def _row_mw(P: Problem, sol: Solution) -> np.ndarray:
+    """Facility MW of each of ``sol``'s rows."""
+    j, p = sol.row_job, sol.row_pool
+    return unit_terms(P, j, p, np.nan_to_num(candidate_speed(P, j, p)))["mw"] * sol.row_units
 
-    def new_rows(jj: int) -> np.ndarray:
-        return new_order[new_ptr[jj]:new_ptr[jj + 1]]
 
-    def old_rows(jj: int) -> np.ndarray:
-        return w_order[w_ptr[jj]:w_ptr[jj + 1]]
+def _over_budget(live: np.ndarray, mig_usd: np.ndarray, max_moves: int | None, max_migration_usd: float | None
+                 ) -> bool:
+    """True if the ``live`` moves exceed ``max_moves`` or their one-off $ exceed ``max_migration_usd``."""
+    return ((max_moves is not None and int(live.sum()) > max_moves)
+            or (max_migration_usd is not None and float(mig_usd[live].sum()) > max_migration_usd + 1e-9))
 
-    def release(jj: int) -> None:
-        rows = new_rows(jj)
-        if state["rows_removed"][rows].any():
+
+def _hold_budget(state: _Settling, moved: np.ndarray, done: np.ndarray, mig_usd: np.ndarray, slack: np.ndarray,
+                 protect: np.ndarray, max_moves: int | None, max_migration_usd: float | None) -> bool:
+    """Step 2 of ``settle``: revert, else stop, moves until the budget holds; whether it does."""
+    P = state.P
+    if not _over_budget(moved & ~done, mig_usd, max_moves, max_migration_usd):
+        return True
+    cand = np.flatnonzero(moved & ~done)
+    order = np.lexsort((slack[cand], P.job_tier[cand], P.job_required[cand]))
+    for jj in cand[order].tolist():
+        if not _over_budget(moved & ~done, mig_usd, max_moves, max_migration_usd):
+            break
+        if state.try_revert(jj):
+            done[jj] = True
+        elif not protect[jj]:
+            state.stop(jj)
+            done[jj] = True
+    return not _over_budget(moved & ~done, mig_usd, max_moves, max_migration_usd)
+
+
+@dataclass
+class _Settling:
+    """``settle``'s working state: the plan ``S`` (settled in place) and the warm start's rows per
+    job, the room ``S`` leaves, and the jobs reverted and stopped so far."""
+
+    P: Problem
+    S: Solution
+    warm: Solution
+    back_ok: np.ndarray  # per job: its current rows are still valid (repair kept or re-admitted them)
+    site_free: np.ndarray
+    pool_free: np.ndarray
+    s_mw: np.ndarray  # facility MW of each row of S
+    w_mw: np.ndarray  # ... of warm
+    new_order: np.ndarray  # S's rows by job: new_order[new_ptr[j]:new_ptr[j + 1]]
+    new_ptr: np.ndarray
+    w_order: np.ndarray  # warm's rows by job
+    w_ptr: np.ndarray
+    rows_removed: np.ndarray  # S's rows released
+    reverted: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, P: Problem, warm: Solution, S: Solution) -> _Settling:
+        back_ok = np.zeros(P.n_jobs, bool)
+        back_ok[warm.row_job] = True
+        s_mw = _row_mw(P, S)
+        site_free = P.site_cap_mw - np.bincount(P.pool_site[S.row_pool], weights=s_mw, minlength=P.n_sites)
+        pool_free = P.pool_gpus - np.bincount(S.row_pool, weights=S.row_units * P.job_gpus_unit[S.row_job],
+                                              minlength=P.n_pools)
+        new_order, new_ptr, _ = _by_job(P.n_jobs, S.row_job)
+        w_order, w_ptr, _ = _by_job(P.n_jobs, warm.row_job)
+        return cls(P, S, warm, back_ok, site_free, pool_free, s_mw, _row_mw(P, warm), new_order, new_ptr,
+                   w_order, w_ptr, np.zeros(len(S.row_job), bool))
+
+    def new_rows(self, jj: int) -> np.ndarray:
+        return self.new_order[self.new_ptr[jj]:self.new_ptr[jj + 1]]
+
+    def old_rows(self, jj: int) -> np.ndarray:
+        return self.w_order[self.w_ptr[jj]:self.w_ptr[jj + 1]]
+
+    def release(self, jj: int) -> None:
+        """Free ``jj``'s rows in ``S`` (once)."""
+        P, S, rows = self.P, self.S, self.new_rows(jj)
+        if self.rows_removed[rows].any():
             return
-        np.add.at(site_free, P.pool_site[S.row_pool[rows]], s_mw[rows])
-        np.add.at(pool_free, S.row_pool[rows], S.row_units[rows] * P.job_gpus_unit[jj])
-        state["rows_removed"][rows] = True
+        np.add.at(self.site_free, P.pool_site[S.row_pool[rows]], self.s_mw[rows])
+        np.add.at(self.pool_free, S.row_pool[rows], S.row_units[rows] * P.job_gpus_unit[jj])
+        self.rows_removed[rows] = True
 
-    def try_revert(jj: int) -> bool:
-        if not back_ok[jj]:
+    def stop(self, jj: int) -> None:
+        self.release(jj)
+        self.stopped.append(jj)
+
+    def try_revert(self, jj: int) -> bool:
+        """Put ``jj`` back on its current rows if they fit once its new rows are freed."""
+        if not self.back_ok[jj]:
             return False
-        rows = old_rows(jj)
+        P, S, warm = self.P, self.S, self.warm
+        rows = self.old_rows(jj)
         sites = P.pool_site[warm.row_pool[rows]]
         # Capacity once this job's new rows are freed.
-        nr = new_rows(jj)
-        sf = site_free.copy()
-        pf = pool_free.copy()
-        np.add.at(sf, P.pool_site[S.row_pool[nr]], s_mw[nr])
+        nr = self.new_rows(jj)
+        sf = self.site_free.copy()
+        pf = self.pool_free.copy()
+        np.add.at(sf, P.pool_site[S.row_pool[nr]], self.s_mw[nr])
         np.add.at(pf, S.row_pool[nr], S.row_units[nr] * P.job_gpus_unit[jj])
-        need_mw = np.bincount(sites, weights=w_mw[rows], minlength=P.n_sites)
+        need_mw = np.bincount(sites, weights=self.w_mw[rows], minlength=P.n_sites)
         need_g = np.bincount(warm.row_pool[rows], weights=warm.row_units[rows] * P.job_gpus_unit[jj],
                              minlength=P.n_pools)
         us, up = np.unique(sites), np.unique(warm.row_pool[rows])
         if np.any(need_mw[us] > sf[us] + MW_TOLERANCE) or np.any(need_g[up] > pf[up]):
             return False
-        release(jj)
-        site_free[:] = sf - need_mw
-        pool_free[:] = pf - need_g
-        state["reverted"].append(jj)
+        self.release(jj)
+        self.site_free[:] = sf - need_mw
+        self.pool_free[:] = pf - need_g
+        self.reverted.append(jj)
         return True
 
-    done = np.zeros(P.n_jobs, bool)
-    # 1. Moves that do not pay.
-    idle = np.flatnonzero(moved & (slack <= 1e-9))
-    for jj in idle[np.argsort(slack[idle], kind="stable")].tolist():
-        done[jj] = try_revert(jj)
-
-    # 2. The budget, counted on whole placements.
-    mig_usd = away * P.job_migration_usd
-    protect = P.job_required if protect is None else (protect | P.job_required)
-
-    def over() -> bool:
-        live = moved & ~done
-        return ((max_moves is not None and int(live.sum()) > max_moves)
-                or (max_migration_usd is not None and float(mig_usd[live].sum()) > max_migration_usd + 1e-9))
-
-    ok = True
-    if over():
-        cand = np.flatnonzero(moved & ~done)
-        order = np.lexsort((slack[cand], P.job_tier[cand], P.job_required[cand]))
-        for jj in cand[order].tolist():
-            if not over():
-                break
-            if try_revert(jj):
-                done[jj] = True
-            elif not protect[jj]:
-                release(jj)
-                state["stopped"].append(jj)
-                done[jj] = True
-        ok = not over()
-    keep = ~state["rows_removed"]
-    back = np.asarray(state["reverted"], np.int64)
-    back_rows = np.concatenate([old_rows(jj) for jj in back.tolist()]) if len(back) else np.zeros(0, np.int64)
-    row_job = np.concatenate([S.row_job[keep], warm.row_job[back_rows]])
-    row_pool = np.concatenate([S.row_pool[keep], warm.row_pool[back_rows]])
-    row_units = np.concatenate([S.row_units[keep], warm.row_units[back_rows]])
-    order = np.lexsort((row_pool, row_job))
-    S.row_job, S.row_pool, S.row_units = row_job[order], row_pool[order], row_units[order]
-    stopped = np.asarray(state["stopped"], np.int64)
-    S.reason[stopped] = Reason.MIGRATION_BUDGET
-    S.reason[back] = Reason.PLACED
-    S.stats["settle"] = {"reverted": int(len(back)), "stopped": int(len(stopped))}
-    return S, ok
+    def finish(self) -> None:
+        """Write the outcome into ``S``: released rows gone, reverted jobs' current rows back."""
+        S, warm = self.S, self.warm
+        keep = ~self.rows_removed
+        back = np.asarray(self.reverted, np.int64)
+        back_rows = (np.concatenate([self.old_rows(jj) for jj in back.tolist()]) if len(back)
+                     else np.zeros(0, np.int64))
+        row_job = np.concatenate([S.row_job[keep], warm.row_job[back_rows]])
+        row_pool = np.concatenate([S.row_pool[keep], warm.row_pool[back_rows]])
+        row_units = np.concatenate([S.row_units[keep], warm.row_units[back_rows]])
+        order = np.lexsort((row_pool, row_job))
+        S.row_job, S.row_pool, S.row_units = row_job[order], row_pool[order], row_units[order]
+        stopped = np.asarray(self.stopped, np.int64)
+        S.reason[stopped] = Reason.MIGRATION_BUDGET
+        S.reason[back] = Reason.PLACED
+        S.stats["settle"] = {"reverted": int(len(back)), "stopped": int(len(stopped))}

@@ -15,6 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from bench import peers
+from bench.instances import parse_sizes
+from bench.runner import loglog_slope
+from placement import SolveOptions, compile_problem, validate_plan
+from placement.core.solution import tier_objectives
+from placement.plan import build_plan
+from placement.solvers.exact import solve_exact
+from tests.strategies import random_instance
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,14 +91,6 @@ def test_scaling_section(smoke):
 def test_peers_plans_pass_the_validator(seed):
     """On random small instances (pairs, pinned, current placements, budgets, required jobs) every
     peer's plan is valid, and a CP-SAT peer that proves optimality matches the exact top tier."""
-    from placement.solvers.exact import solve_exact
-
-    from bench import peers
-    from placement import SolveOptions, compile_problem, validate_plan
-    from placement.plan import build_plan
-    from placement.core.solution import tier_objectives
-    from tests.strategies import random_instance
-
     inst = random_instance(seed, 1 + seed % 4, 5 + seed % 8, with_required=seed % 3 == 0)
     budget = [{}, {"max_moves": 0}, {"max_moves": 1}, {"max_migration_usd": 200.0}][seed % 4]
     opts = SolveOptions(time_limit_s=5, seed=0, **budget)
@@ -114,8 +115,6 @@ def test_peers_plans_pass_the_validator(seed):
 
 def test_loglog_slope():
     """A power law's exponent comes back from the fit."""
-    from bench.runner import loglog_slope
-
     xs = [1e3, 1e4, 1e5]
     assert loglog_slope(xs, [2 * x**1.5 for x in xs]) == pytest.approx(1.5)
     assert loglog_slope([1e3], [1.0]) is None
@@ -125,14 +124,10 @@ def test_loglog_slope():
                                           ("5kx40", [(5_000, 40)])])
 def test_parse_sizes(text, expect):
     """Named sizes and JOBSxSITES both parse."""
-    from bench.instances import parse_sizes
-
     assert [(s.n_jobs, s.n_sites) for s in parse_sizes(text)] == expect
 
 
 def test_parse_sizes_rejects_unknown():
     """A typo is an error, not a silent default."""
-    from bench.instances import parse_sizes
-
     with pytest.raises(ValueError):
         parse_sizes("XXL")

@@ -21,6 +21,7 @@ from placement.kernels import kernels_for
 from placement.model.portfolio import SolveOptions
 from placement.plan import build_plan
 from placement.core.problem import compile_problem
+from placement.current_plan import plan_to_solution
 from placement.replan.run import (
     Curtail,
     Outage,
@@ -29,7 +30,6 @@ from placement.replan.run import (
     SetPool,
     apply_events,
     parse_event,
-    plan_to_solution,
     replan,
 )
 from placement.cli.replan import replan as replan_command

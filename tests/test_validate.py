@@ -11,6 +11,16 @@ import pytest
 from placement.io.config import portfolio_from_dict
 from placement.model.jobs import jobs_table, validate_pairs
 from placement.model.portfolio import Portfolio, SolveOptions
+from placement.validate.checks import (
+    CHECKS,
+    check_gpus,
+    check_migration_budget,
+    check_once,
+    check_pinned,
+    check_power,
+    check_region,
+)
+from placement.validate.context import PlanContext, build_context
 from placement.validate.validator import Violation, validate_plan
 from tests.strategies import random_instance
 
@@ -404,3 +414,63 @@ def test_all_unplaced_random_instances():
         found = validate_plan(inst.portfolio, inst.jobs, plan, inst.pairs)
         required = set(inst.jobs.filter(inst.jobs.column("required")).column("id").to_pylist())
         assert hits(found) == {("required", j, None) for j in required}
+
+
+def context(plan: pa.Table, pairs: pa.Table | None = None, options: SolveOptions | None = None) -> PlanContext:
+    """The checkers' shared view of ``plan`` against the test inputs."""
+    return build_context(PORTFOLIO, JOBS_TABLE, plan, pairs, options or PORTFOLIO.solve)
+
+
+def test_every_checker_passes_the_valid_plan():
+    """Alone, each checker finds nothing wrong with the base plan."""
+    ctx = context(make_plan())
+    assert all(checker(ctx) == [] for checker in CHECKS)
+
+
+def test_validate_plan_is_the_checkers_in_order():
+    """validate_plan returns exactly the checkers' violations, in ``CHECKS`` order."""
+    plan = make_plan({"g1": [("tx1", "H100", 1)], "big": [("tx1", "H100", 1)], "r1": None,
+                      "u1": [("ok1", "H100", 1)]})
+    ctx = context(plan, options=SolveOptions(max_moves=0))
+    found = validate_plan(PORTFOLIO, JOBS_TABLE, plan, None, SolveOptions(max_moves=0))
+    assert found == [v for checker in CHECKS for v in checker(ctx)]
+    assert len(kinds(found)) == 5
+
+
+def test_check_once_alone():
+    """check_once flags a job with no row, and nothing else does."""
+    ctx = context(to_table([r for r in plan_rows(BASE) if r["job_id"] != "i1"]))
+    assert hits(check_once(ctx)) == {("missing_job", "i1", None)}
+    assert len(check_once(ctx)) == 1
+
+
+def test_check_gpus_alone():
+    """check_gpus flags one over-full pool, naming the site and both GPU counts."""
+    found = check_gpus(context(make_plan({"u1": [("ok1", "H100", 1)]})))
+    assert found == [Violation("gpus", None, "ok1", "site 'ok1' uses 25 H100 GPUs, its pool has 20")]
+
+
+def test_check_power_alone():
+    """check_power flags the one site past grid - reserve."""
+    found = check_power(context(make_plan({"t1": [("fi1", "H100", 1)]})))
+    assert [(v.kind, v.site_id) for v in found] == [("power", "fi1")]
+    assert "grid 0.02 - reserve 0.005" in found[0].message
+
+
+def test_check_region_alone():
+    """check_region flags the one row outside the job's regions."""
+    found = check_region(context(make_plan({"reg": [("fi1", "H100", 1)]})))
+    assert hits(found) == {("eligibility_region", "reg", "fi1")} and len(found) == 1
+
+
+def test_check_pinned_alone():
+    """check_pinned flags a pinned job placed away from its current pool."""
+    found = check_pinned(context(make_plan({"t3": [("tx1", "H100", 1)]})))
+    assert hits(found) == {("pinned", "t3", "tx1")} and len(found) == 1
+
+
+def test_check_migration_budget_alone():
+    """check_migration_budget flags a plan over max_moves once, listing the moved job."""
+    found = check_migration_budget(context(make_plan(), options=SolveOptions(max_moves=0)))
+    assert [v.kind for v in found] == ["max_moves"]
+    assert "(moved: i1)" in found[0].message

@@ -5,16 +5,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, get_args
 
 import pyarrow as pa
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from placement.errors import InputError
+from placement.io.config import load_config, validation_problems
+from placement.io.tables import read_jobs, read_pairs
 from placement.kernels.backend import Backend
-from placement.model.portfolio import Portfolio, SolveOptions
+from placement.model.portfolio import Portfolio, SolveOptions, SolverName
+from placement.summary import Summary
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -23,7 +27,7 @@ OUTPUT_SUFFIXES = (".parquet", ".csv", ".json", ".arrow", ".feather")
 
 ConfigArg = Annotated[Path, typer.Argument(help="portfolio config (.toml, .yaml, .json)")]
 PairsOpt = Annotated[Optional[Path], typer.Option("--pairs", help="pair-override table")]
-SolverOpt = Annotated[Optional[str], typer.Option(help="auto | greedy | exact | price | lns | decomposed")]
+SolverOpt = Annotated[Optional[str], typer.Option(help=" | ".join(get_args(SolverName)))]
 TimeLimitOpt = Annotated[Optional[float], typer.Option("--time-limit", help="seconds")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="random seed")]
 BackendOpt = Annotated[Optional[Backend], typer.Option(help="scoring backend")]
@@ -42,9 +46,6 @@ def fail(exc: Exception, code: int = 2) -> typer.Exit:
 
 def load_inputs(config: Path, jobs: Path | None, pairs: Path | None) -> tuple[Portfolio, pa.Table, pa.Table | None]:
     """Portfolio, jobs (the --jobs file or the config's inline jobs) and pair overrides."""
-    from placement.io.config import load_config  # noqa: PLC0415
-    from placement.io.tables import read_jobs, read_pairs  # noqa: PLC0415
-
     cfg = load_config(config)
     job_table = read_jobs(jobs, cfg.portfolio) if jobs else cfg.jobs
     if job_table is None:
@@ -55,16 +56,17 @@ def load_inputs(config: Path, jobs: Path | None, pairs: Path | None) -> tuple[Po
 
 def solve_options(portfolio: Portfolio, **given: Any) -> SolveOptions:
     """The config's [solve] options with the command line's given values (None: not given) on top."""
-    from pydantic import ValidationError  # noqa: PLC0415
-
-    from placement.io.config import validation_problems  # noqa: PLC0415
-
     try:
         return portfolio.solve.model_validate(
             {**portfolio.solve.model_dump(), **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:
-        problems = [("--" + loc.removesuffix("_s").replace("_", "-"), msg) for loc, msg in validation_problems(exc)]
-        raise InputError("command line", problems) from None
+        raise option_error(exc) from None
+
+
+def option_error(exc: ValidationError) -> InputError:
+    """Bad option values, each named by its flag (``time_limit_s`` is ``--time-limit``)."""
+    problems = [("--" + loc.removesuffix("_s").replace("_", "-"), msg) for loc, msg in validation_problems(exc)]
+    return InputError("command line", problems)
 
 
 def check_outputs(tables: tuple[Path | None, ...], summary: Path | None) -> None:
@@ -88,9 +90,9 @@ def progress(label: str, show: bool) -> Iterator[Callable[[float, float], None]]
             f"{label}... incumbent ${objective:,.2f}/h, bound ${bound:,.2f}/h")
 
 
-def exit_if_required_unplaced(summary: dict[str, Any], table: pa.Table) -> None:
+def exit_if_required_unplaced(summary: Summary, table: pa.Table) -> None:
     """Exit 3, naming each required job that could not be placed and why (the plan is written)."""
-    required = set(summary["required_unplaced"])
+    required = set(summary.required_unplaced or [])
     if not required:
         return
     for row in table.select(["job_id", "status", "reason", "reason_detail"]).to_pylist():

@@ -15,12 +15,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from placement.api import solve as solve_plan
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
                                   SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs,
                                   exit_if_required_unplaced, fail, load_inputs, out, progress, solve_options)
-from placement.errors import BackendUnavailableError, InputError
 from placement.cli.replan import replan as _replan
+from placement.cli.report import print_report
 from placement.cli.sweep import sweep as _sweep
+from placement.errors import BackendUnavailableError, InputError
+from placement.generate.families import FAMILIES, write_instance
+from placement.io.tables import read_plan_table
+from placement.kernels import gpu_status
+from placement.plan import package_version
+from placement.validate.validator import validate_plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 JobsOpt = Annotated[Optional[Path], typer.Option("--jobs", help="jobs table (.parquet, .arrow, .csv); default: the config's inline [[jobs]]")]
@@ -45,8 +52,6 @@ def solve(
     as_json: JsonOpt = False,
 ) -> None:
     """Solve a portfolio's jobs into a plan; print a summary, write the plan and summary."""
-    from placement.api import solve as solve_plan  # noqa: PLC0415
-
     try:
         check_outputs((out_path,), summary_path)
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
@@ -57,17 +62,15 @@ def solve(
             plan = solve_plan(portfolio, job_table, pair_table, options, on_progress=on_progress)
     except (InputError, BackendUnavailableError) as exc:
         raise fail(exc) from None
-    except ValueError as exc:  # e.g. an unknown solver name or invalid option value
+    except ValueError as exc:  # an option value the solvers reject
         raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
     if out_path:
         plan.write(out_path)
     if summary_path:
         plan.write_summary(summary_path)
     if as_json:
-        print(json.dumps(plan.summary, indent=2, default=str))
+        print(json.dumps(plan.summary.to_dict(), indent=2, default=str))
     elif not quiet:
-        from placement.cli.report import print_report  # noqa: PLC0415
-
         print_report(plan.summary, out)
     exit_if_required_unplaced(plan.summary, plan.table)
 
@@ -80,9 +83,6 @@ def validate(
     pairs: PairsOpt = None,
 ) -> None:
     """Check a plan against every hard constraint: exit 0 when valid, 1 with the violations."""
-    from placement.io.tables import read_plan_table  # noqa: PLC0415
-    from placement.validate.validator import validate_plan  # noqa: PLC0415
-
     try:
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         violations = validate_plan(portfolio, job_table, read_plan_table(plan), pair_table)
@@ -107,8 +107,6 @@ def generate(
     portfolio: Annotated[Optional[Path], typer.Option("--portfolio", help="use this config's sites instead of synthetic ones")] = None,
 ) -> None:
     """Write DIR/portfolio.toml and DIR/jobs.parquet for an instance family."""
-    from placement.generate.families import FAMILIES, write_instance  # noqa: PLC0415
-
     if family not in FAMILIES:
         raise fail(InputError("command line", [("FAMILY", f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")]))
     try:
@@ -121,9 +119,6 @@ def generate(
 @app.command()
 def info() -> None:
     """Version and the backends found on this machine."""
-    from placement.kernels import gpu_status  # noqa: PLC0415
-    from placement.plan import package_version  # noqa: PLC0415
-
     lines = {"placement": package_version(), "python": platform.python_version(),
              "cpu cores": str(os.cpu_count())}
     try:

@@ -13,15 +13,20 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from placement.cli.common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
                                   TimeLimitOpt, check_outputs, exit_if_required_unplaced, fail, load_inputs,
-                                  out, progress)
+                                  option_error, out, progress)
+from placement.cli.report import money, print_required_unplaced
 from placement.errors import BackendUnavailableError, InputError
-from placement.cli.report import money
+from placement.model.events import parse_event
+from placement.replan import replan as run_replan
+from placement.replan import replan_options
+from placement.summary import Summary
 
 MAX_CHANGE_ROWS = 30
 MAX_SITE_ROWS = 25
@@ -49,22 +54,22 @@ def replan(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-plan after events from the plan running now: write the new plan, print what changes."""
-    from placement.replan.run import parse_event, replan_options  # noqa: PLC0415
-    from placement.replan.run import replan as run_replan
-
     try:
         check_outputs((out_path, changes_path), summary_path)
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         events = [parse_event(text, portfolio) for text in event or []]
-        options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,
-                                 backend=backend.value if backend else None, max_moves=max_moves,
-                                 max_migration_usd=max_migration_usd, move_threshold_usd_per_hour=threshold,
-                                 polish=polish)
+        try:
+            options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,
+                                     backend=backend.value if backend else None, max_moves=max_moves,
+                                     max_migration_usd=max_migration_usd, move_threshold_usd_per_hour=threshold,
+                                     polish=polish)
+        except ValidationError as exc:
+            raise option_error(exc) from None
         with progress("re-planning", show=not (quiet or as_json)) as on_progress:
             result = run_replan(portfolio, job_table, plan, events, options, pair_table, on_progress=on_progress)
     except (InputError, BackendUnavailableError) as exc:
         raise fail(exc) from None
-    except ValueError as exc:  # an invalid option value (pydantic) or solver name
+    except ValueError as exc:  # a value the solvers reject
         raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
     if out_path:
         result.write(out_path)
@@ -73,21 +78,21 @@ def replan(
     if changes_path:
         result.write_changes(changes_path)
     if as_json:
-        print(json.dumps(result.summary, indent=2, default=str))
+        print(json.dumps(result.summary.to_dict(), indent=2, default=str))
     elif not quiet:
         print_changes(result.summary, result.changes, out)
     exit_if_required_unplaced(result.summary, result.table)
 
 
-def print_changes(summary: dict[str, Any], changes: Any, console: Console) -> None:
+def print_changes(summary: Summary, changes: Any, console: Console) -> None:
     """Print the re-plan: headline counts, the jobs that change, and MW per site that changed."""
-    c = summary["changes"]
-    gap = summary.get("gap")
-    head = Table(title=f"re-plan - solver {summary['solver']} ({summary['status']}), backend "
-                       f"{summary['backend']}, {summary['seconds']:.2f} s", show_header=False)
+    c = summary.changes or {}
+    gap = summary.gap
+    head = Table(title=f"re-plan - solver {summary.solver} ({summary.status.value}), backend "
+                       f"{summary.backend}, {summary.seconds:.2f} s", show_header=False)
     head.add_row("events", "; ".join(c["events"]) or "none")
-    head.add_row("objective", money(summary["objective"]))
-    head.add_row("best bound / gap", f"{money(summary.get('bound'))} / {'-' if gap is None else f'{gap:.3%}'}")
+    head.add_row("objective", money(summary.objective))
+    head.add_row("best bound / gap", f"{money(summary.bound)} / {'-' if gap is None else f'{gap:.3%}'}")
     head.add_row("moved / stopped / started", f"{c['moved']:,} / {c['stopped']:,} / {c['started']:,}")
     head.add_row("unchanged (running)", f"{c['unchanged']:,} ({c['unchanged_running']:,})")
     head.add_row("arrived / departed", f"{c['arrived']:,} / {c['departed']:,}")
@@ -123,5 +128,4 @@ def print_changes(summary: dict[str, Any], changes: Any, console: Console) -> No
         if len(ranked) > MAX_SITE_ROWS:
             sites.caption = f"{len(ranked) - MAX_SITE_ROWS} more sites in the summary JSON"
         console.print(sites)
-    if summary.get("required_unplaced"):
-        console.print(f"[bold red]infeasible:[/] required jobs unplaced: {', '.join(summary['required_unplaced'][:20])}")
+    print_required_unplaced(summary, console)

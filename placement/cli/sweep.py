@@ -19,7 +19,10 @@ from rich.table import Table
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
                                   SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, fail, load_inputs, out,
                                   solve_options)
+from placement.core.executors import make_executor
 from placement.errors import BackendUnavailableError, InputError
+from placement.sweep.run import run_sweep, table_rows
+from placement.sweep.scenarios import load_scenarios
 
 
 def sweep(
@@ -40,10 +43,6 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Solve the base case and each scenario (time limit per scenario); write and print the comparison."""
-    from placement.core.executors import make_executor  # noqa: PLC0415
-    from placement.sweep.scenarios import load_scenarios  # noqa: PLC0415
-    from placement.sweep.run import run_sweep, table_rows  # noqa: PLC0415
-
     try:
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         todo = load_scenarios(scenarios)

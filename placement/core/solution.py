@@ -7,10 +7,8 @@ from enum import IntEnum
 
 import numpy as np
 
-from placement.kernels.reference import candidate_speed, unit_terms
+from placement.core.objective import TERMS, candidate_speed, net_value, unit_terms
 from placement.core.problem import Problem
-
-TERMS = ("value", "energy", "carbon", "pair", "migration")
 
 
 class Reason(IntEnum):
@@ -71,7 +69,7 @@ def solution_terms(problem: Problem, solution: Solution) -> dict[str, np.ndarray
     j, p, u = S.row_job, S.row_pool, S.row_units.astype(np.float64)
     t = unit_terms(P, j, p, candidate_speed(P, j, p))
     out = {k: t[k] * u for k in (*TERMS, "it_mw", "mw")}
-    out["net"] = out["value"] - out["energy"] - out["carbon"] - out["pair"] - out["migration"]
+    out["net"] = net_value(out)
     out["moved"] = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
     return out
 

@@ -12,11 +12,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from placement.errors import did_you_mean
+
 Megawatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 KilowattsPerGpu = Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)]
 Speed = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 UsdPerMwh = Annotated[float, Field(ge=-1000, le=100_000, allow_inf_nan=False)]
 Cooling = Literal["air", "liquid"]
+# The solvers the pipeline runs and the scoring backends: a typo fails validation, naming the choices.
+SolverName = Literal["auto", "greedy", "exact", "price", "lns", "decomposed"]
+BackendName = Literal["auto", "cpu", "gpu", "reference"]
 
 
 class _Strict(BaseModel):
@@ -96,10 +101,10 @@ class ObjectiveSettings(_Strict):
 class SolveOptions(_Strict):
     """How to solve: solver, limits, seed, backend, the migration budget and the parallel executor."""
 
-    solver: str = "auto"
+    solver: SolverName = "auto"
     time_limit_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
     seed: Annotated[int, Field(ge=0)] = 0
-    backend: Literal["auto", "cpu", "gpu", "reference"] = "auto"
+    backend: BackendName = "auto"
     threads: Annotated[int, Field(ge=0)] = 0  # 0: all cores
     max_moves: Annotated[int, Field(ge=0)] | None = None
     max_migration_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
@@ -122,8 +127,6 @@ class Portfolio(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Portfolio:
-        from placement.errors import did_you_mean
-
         seen: set[str] = set()
         for i, site in enumerate(self.sites):
             if site.id in seen:

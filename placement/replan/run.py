@@ -54,17 +54,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
 
-from placement.replan.changes import CHANGES as CHANGES
-from placement.replan.changes import build_changes
-from placement.io.columns import number_column, text_values
+from placement.core.problem import UNLIMITED, Problem, compile_problem
+from placement.core.solution import Reason, Solution, tier_objectives
+from placement.current_plan import PlanRows, read_plan_rows
 from placement.errors import InputError, InvalidPlanError, did_you_mean
+from placement.io.columns import text_values
+from placement.io.digest import input_digest
+from placement.io.tables import read_plan_table, write_table
+from placement.kernels import Kernels, kernels_for
+from placement.kernels.reference import unit_terms
 from placement.model.events import EVENT_GRAMMAR as EVENT_GRAMMAR
 from placement.model.events import Curtail as Curtail
 from placement.model.events import Event as Event
@@ -74,180 +77,38 @@ from placement.model.events import SetPool as SetPool
 from placement.model.events import apply_events, parse_events
 from placement.model.events import check_event as check_event
 from placement.model.events import parse_event as parse_event
-from placement.io.tables import write_table
 from placement.model.jobs import validate_jobs
 from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import Plan, build_plan
-from placement.core.problem import UNLIMITED, Problem, compile_problem
-from placement.core.solution import Reason, Solution
-
-# --- options --------------------------------------------------------------------------------
-
-_Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-class ReplanOptions(SolveOptions):
-    """``SolveOptions`` (solver, limits, seed, backend, ``max_moves``, ``max_migration_usd``) plus move costs.
-
-    - ``move_threshold_usd_per_hour``: added to every unit's amortised move cost, so a move must
-      gain more than its migration cost plus this ($/h per gang or replica moved);
-    - ``default_migration_cost_usd``: one-off cost of a move for running jobs whose
-      ``migration_cost_usd`` is 0 (per replica for services); None: use
-      ``default_migration_hours`` hours of the job's value instead (0 lets them move freely);
-    - ``migration_cost_usd``: per-job one-off move cost by job id, overriding both;
-    - ``polish``: with solver ``auto`` on instances too big to prove, improve the warm start by
-      large-neighbourhood search (each step strictly better, strict tiers: a higher-tier gain may
-      move or stop lower-tier jobs). False keeps the warm start (repair, fill, preemption): the
-      fewest changes.
-    """
-
-    move_threshold_usd_per_hour: _Usd = 0.0
-    default_migration_cost_usd: _Usd | None = None
-    default_migration_hours: _Usd = 1.0
-    migration_cost_usd: dict[str, _Usd] = Field(default_factory=dict)
-    polish: bool = True
-
-    def solve_options(self, **update: Any) -> SolveOptions:
-        """The plain ``SolveOptions`` part, with ``update`` applied."""
-        data = {k: getattr(self, k) for k in SolveOptions.model_fields}
-        return SolveOptions.model_validate({**data, **update})
-
-
-def replan_options(portfolio: Portfolio, options: SolveOptions | None = None, **overrides: Any) -> ReplanOptions:
-    """``ReplanOptions`` from the portfolio's ``[solve]`` defaults, ``options`` and keyword overrides."""
-    base = (options or portfolio.solve).model_dump()
-    return ReplanOptions.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
-
+from placement.replan.changes import CHANGES as CHANGES
+from placement.replan.changes import ReplanOutcome, build_changes
+from placement.replan.state import (
+    CurrentState,
+    ReplanOptions,
+    current_state,
+    replan_options,
+)
+from placement.solvers.bounds import relaxed_bound
+from placement.solvers.lns import improve
+from placement.solvers.pipeline import (
+    EXACT_MAX_CANDIDATES,
+    SOLVER_REASONS,
+    candidate_count,
+    run_pipeline,
+)
+from placement.solvers.reasons import explain_unplaced
+from placement.solvers.repair import (
+    Current,
+    RepairReport,
+    fill,
+    preempt,
+    repair_with_report,
+    settle,
+    true_moves,
+)
+from placement.validate.validator import validate_plan
 
 # --- the current placement ------------------------------------------------------------------
-
-
-def _number(table: pa.Table, name: str) -> np.ndarray:
-    """A numeric column of a current plan; a column that is not numeric reads as all NaN."""
-    try:
-        return number_column(table, name)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return np.full(table.num_rows, np.nan)
-
-
-@dataclass
-class PlanRows:
-    """Placed rows of a plan table, checked against the portfolio's names."""
-
-    job_id: np.ndarray  # object
-    site: np.ndarray  # int64 site index
-    gpu_type: np.ndarray  # int64 index into the portfolio's GPU types
-    units: np.ndarray  # int64
-    facility_mw: np.ndarray  # float64 (NaN: not in the table)
-    listed: set  # every job id the plan lists, placed or not
-
-
-def read_plan_rows(plan: pa.Table, portfolio: Portfolio, source: str = "current plan",
-                   strict: bool = True) -> PlanRows:
-    """Placed rows of ``plan``; ``strict`` raises ``InputError`` on bad rows, else skips them."""
-    missing = [c for c in ("job_id", "status", "site_id", "gpu_type", "replicas") if c not in plan.column_names]
-    if missing:
-        raise InputError(source, [(f"column '{c}'", "required plan column is missing") for c in missing])
-    job = text_values(plan, "job_id")
-    status = text_values(plan, "status")
-    site_name, type_name = text_values(plan, "site_id"), text_values(plan, "gpu_type")
-    reps = _number(plan, "replicas")
-    site_ids = [s.id for s in portfolio.sites]
-    types = list(portfolio.gpu_types)
-    s_idx = {s: i for i, s in enumerate(site_ids)}
-    t_idx = {t: i for i, t in enumerate(types)}
-    placed = status == "placed"
-    problems: list[tuple[str, str]] = []
-    ok = np.ones(plan.num_rows, bool)
-
-    def flag(bad: np.ndarray, msg) -> None:
-        nonlocal ok
-        ok &= ~bad
-        for i in np.flatnonzero(bad)[:20]:
-            problems.append((f"row {i + 1} (job '{job[i]}')", msg(i)))
-
-    flag(np.array([j is None for j in job], bool), lambda i: "job_id is empty")
-    flag(~placed & (status != "unplaced"), lambda i: f"status must be 'placed' or 'unplaced', got {status[i]!r}")
-    si = np.array([s_idx.get(s, -1) if s is not None else -1 for s in site_name], np.int64)
-    ti = np.array([t_idx.get(t, -1) if t is not None else -1 for t in type_name], np.int64)
-    flag(placed & (si < 0), lambda i: f"site_id: unknown site {site_name[i]!r}{did_you_mean(str(site_name[i]), site_ids)}")
-    flag(placed & (si >= 0) & (ti < 0), lambda i: f"gpu_type: unknown GPU type {type_name[i]!r}")
-    no_pool = np.zeros(plan.num_rows, bool)
-    for i in np.flatnonzero(placed & (si >= 0) & (ti >= 0)):
-        no_pool[i] = types[ti[i]] not in portfolio.sites[si[i]].pools
-    flag(no_pool, lambda i: f"site '{site_name[i]}' has no {type_name[i]} pool")
-    flag(placed & ~((reps >= 1) & (reps == np.floor(reps))), lambda i: f"replicas must be a whole number >= 1, got {reps[i]!r}")
-    keys = np.array([str(j) for j in job], object)
-    both = set(keys[placed]) & set(keys[status == "unplaced"])
-    flag(np.isin(keys, list(both)) & (status == "unplaced"), lambda i: "the job is listed as both placed and unplaced")
-    if problems and strict:
-        raise InputError(source, problems)
-    take = placed & ok
-    return PlanRows(keys[take], si[take], ti[take], reps[take].astype(np.int64),
-                    _number(plan, "facility_mw")[take], set(keys[ok & (placed | (status == "unplaced"))]))
-
-
-@dataclass
-class CurrentState:
-    """Where each job of the jobs table runs now (rows by job row index), and who came and went."""
-
-    job: np.ndarray  # int64 row index in the jobs table
-    site: np.ndarray  # int64
-    gpu_type: np.ndarray  # int64
-    units: np.ndarray  # int64
-    arrived: np.ndarray  # bool per job: not listed in the plan (all False without a plan)
-    departed: PlanRows  # plan rows (placed) of jobs gone from the table; ``listed``: every departed id
-    before_mw: np.ndarray  # facility MW per site as the plan reports it (NaN: compute)
-
-
-def current_state(portfolio: Portfolio, jobs: pa.Table, plan: PlanRows | None) -> CurrentState:
-    """The current placement from the plan rows and the jobs' ``current_site`` / ``current_gpu_type``."""
-    n = jobs.num_rows
-    ids = np.asarray(jobs.column("id").to_numpy(zero_copy_only=False), object)
-    site_ids = [s.id for s in portfolio.sites]
-    types = list(portfolio.gpu_types)
-    s_idx = {s: i for i, s in enumerate(site_ids)}
-    t_idx = {t: i for i, t in enumerate(types)}
-    listed = np.zeros(n, bool)
-    rows_j, rows_s, rows_t, rows_u = [], [], [], []
-    empty = PlanRows(np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                     np.zeros(0), set())
-    departed = empty
-    before_mw = np.full(len(site_ids), np.nan)
-    if plan is not None:
-        pos = {k: i for i, k in enumerate(ids.tolist())}
-        listed = np.array([k in plan.listed for k in ids.tolist()], bool)
-        j = np.array([pos.get(k, -1) for k in plan.job_id.tolist()], np.int64)
-        known = j >= 0
-        rows_j, rows_s, rows_t, rows_u = j[known], plan.site[known], plan.gpu_type[known], plan.units[known]
-        gone = plan.listed - set(ids.tolist())
-        departed = PlanRows(plan.job_id[~known], plan.site[~known], plan.gpu_type[~known], plan.units[~known],
-                            plan.facility_mw[~known], gone)
-        if len(plan.facility_mw) and not np.isnan(plan.facility_mw).any():
-            before_mw = np.bincount(plan.site, weights=plan.facility_mw, minlength=len(site_ids))
-    # Jobs the plan does not list: their own current_site / current_gpu_type, if any.
-    cs = text_values(jobs, "current_site")
-    ct = text_values(jobs, "current_gpu_type")
-    inference = np.asarray(pc.equal(jobs.column("kind"), "inference").to_numpy(zero_copy_only=False), bool)
-    reps = jobs.column("replicas").to_numpy()
-    own = np.flatnonzero(~listed & np.array([s is not None for s in cs], bool) & np.array([t is not None for t in ct], bool))
-    own_j = own.astype(np.int64)
-    own_s = np.array([s_idx[cs[i]] for i in own], np.int64)
-    own_t = np.array([t_idx[ct[i]] for i in own], np.int64)
-    own_u = np.where(inference[own], reps[own], 1).astype(np.int64)
-    has_pool = np.array([types[t] in portfolio.sites[s].pools for s, t in zip(own_s, own_t)], bool)
-    job = np.concatenate([np.asarray(rows_j, np.int64), own_j[has_pool]])
-    site = np.concatenate([np.asarray(rows_s, np.int64), own_s[has_pool]])
-    gtype = np.concatenate([np.asarray(rows_t, np.int64), own_t[has_pool]])
-    units = np.concatenate([np.asarray(rows_u, np.int64), own_u[has_pool]])
-    # Merge duplicate (job, site, type) rows.
-    T = max(len(types), 1)
-    S = max(len(site_ids), 1)
-    key, inv = np.unique((job * S + site) * T + gtype, return_inverse=True)
-    units = np.bincount(inv.reshape(-1), weights=units, minlength=len(key)).astype(np.int64)
-    job, rest = key // (S * T), key % (S * T)
-    arrived = ~listed if plan is not None else np.zeros(n, bool)
-    return CurrentState(job, rest // T, rest % T, units, arrived, departed, before_mw)
 
 
 def _primary(cur: CurrentState, n: int) -> np.ndarray:
@@ -317,46 +178,6 @@ def current_rows(problem: Problem, cur: CurrentState) -> tuple[np.ndarray, np.nd
     return cur.job[ok], pool[ok], cur.units[ok]
 
 
-def plan_to_solution(problem: Problem, plan: pa.Table) -> Solution:
-    """A plan table (``placement solve --out``) as a Solution in ``problem``'s indices.
-
-    Rows naming jobs, sites, GPU types or pools the problem does not have are skipped (a service
-    missing some replicas is then dropped whole by ``solvers.repair``); every job without a row is
-    unplaced (``OUT_VALUED``). The result is a warm start, not a valid plan: repair it first.
-    """
-    P = problem
-    job = text_values(plan, "job_id")
-    status = text_values(plan, "status")
-    reps = _number(plan, "replicas")
-    placed = (status == "placed") & (reps >= 1)
-    pos = {k: i for i, k in enumerate(P.job_ids.tolist())}
-    s_idx = {s: i for i, s in enumerate(P.site_ids)}
-    t_idx = {t: i for i, t in enumerate(P.type_names)}
-    T = len(P.type_names)
-    pool_of = np.full(P.n_sites * T, -1, np.int64)
-    pool_of[P.pool_site * T + P.pool_type] = np.arange(P.n_pools)
-    j = np.array([pos.get(k, -1) for k in job], np.int64)
-    s = np.array([s_idx.get(x, -1) for x in text_values(plan, "site_id")], np.int64)
-    t = np.array([t_idx.get(x, -1) for x in text_values(plan, "gpu_type")], np.int64)
-    p = np.where((s >= 0) & (t >= 0), pool_of[np.maximum(s, 0) * T + np.maximum(t, 0)], -1)
-    ok = placed & (j >= 0) & (p >= 0)
-    reason = np.full(P.n_jobs, Reason.OUT_VALUED, np.int8)
-    reason[j[ok]] = Reason.PLACED
-    return Solution(j[ok], p[ok], np.nan_to_num(reps[ok]).astype(np.int64), reason, solver="current")
-
-
-def warm_start(problem: Problem, plan: pa.Table, kernels, options: SolveOptions) -> Solution:
-    """The warm start ``placement.api.solve(initial_plan=...)`` hands the pipeline.
-
-    ``plan_to_solution``, repaired (``solvers.repair.repair``) and filled with unplaced jobs
-    (``solvers.repair.fill``, within half the time limit).
-    """
-    from placement.solvers.repair import fill, repair  # noqa: PLC0415
-
-    repaired = repair(problem, plan_to_solution(problem, plan), kernels)
-    return fill(problem, repaired, kernels, options, deadline=time.monotonic() + options.time_limit_s * 0.5)
-
-
 # --- the result -----------------------------------------------------------------------------
 
 # Share of the time limit the warm start (fill and preemption) may use before the solvers.
@@ -402,33 +223,49 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     hard constraint or the migration budget (a bug). A required job that cannot be placed gives a
     plan with status ``infeasible`` listing it under ``required_unplaced``.
     """
-    from placement.api import input_digest  # noqa: PLC0415
-    from placement.io.tables import read_plan_table  # noqa: PLC0415
-    from placement.kernels import kernels_for  # noqa: PLC0415
-    from placement.solvers.pipeline import (  # noqa: PLC0415
-        EXACT_MAX_CANDIDATES,
-        candidate_count,
-        run_pipeline,
-    )
-    from placement.solvers.repair import Current, repair_with_report, settle, true_moves  # noqa: PLC0415
-    from placement.validate.validator import validate_plan  # noqa: PLC0415
-
     start = time.monotonic()
     opts = options if isinstance(options, ReplanOptions) else replan_options(portfolio, options)
     parsed = parse_events(events, portfolio)
     after = apply_events(portfolio, parsed)
-    plan_rows = None
-    if current_plan is not None:
-        source = "current plan"
-        if isinstance(current_plan, str | Path):
-            source = str(current_plan)
-            current_plan = read_plan_table(current_plan)
-        plan_rows = read_plan_rows(current_plan, after, source)
+    plan_rows = _read_current_plan(current_plan, after)
     cur = current_state(after, jobs, plan_rows)
     table = solve_jobs(after, jobs, cur, plan_rows is not None, opts)
+    internal = _internal_options(opts, cur, table)
+    problem, current = _replan_problem(after, table, pairs, internal, opts, cur)
+    kernels = kernels_for(problem, opts.backend)
+    solution, report = _solve_from_current(problem, kernels, internal, current, opts,
+                                           warm_start=warm_start, on_progress=on_progress)
 
-    # Internal budget: the model charges a multi-pool service for its minor rows even when it
-    # stays, and counts it as moved; allow for that, then hold the real budget in `settle`.
+    plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=opts.seed,
+                      input_sha256=input_digest(after, table, pairs))
+    moved, away = true_moves(problem, current, solution)
+    _true_moved_column(plan, problem, current, moved)
+    required = _required_unplaced(after, table, pairs, internal, plan)
+    _check_budget(problem, moved, away, opts)
+    changes, section = build_changes(ReplanOutcome(after, problem, cur, current, solution, plan, report, parsed,
+                                                   moved, away, opts))
+    summary = plan.summary.finished(required, time.monotonic() - start, moves=int(moved.sum()), changes=section)
+    return ReplanPlan(plan.table, summary, solution, changes=changes, portfolio=after, jobs=table,
+                      options=internal)
+
+
+def _read_current_plan(current_plan: pa.Table | str | Path | None, portfolio: Portfolio) -> PlanRows | None:
+    """The placed rows of the plan running now (a table or a path to one), checked; None without one."""
+    if current_plan is None:
+        return None
+    source = "current plan"
+    if isinstance(current_plan, str | Path):
+        source = str(current_plan)
+        current_plan = read_plan_table(current_plan)
+    return read_plan_rows(current_plan, portfolio, source)
+
+
+def _internal_options(opts: ReplanOptions, cur: CurrentState, table: pa.Table) -> SolveOptions:
+    """The options the re-plan solves under: the migration budget widened for multi-pool services.
+
+    The model charges a multi-pool service for its minor rows even when it stays, and counts it
+    as moved; the internal budget allows for that, and ``settle`` then holds the real budget.
+    """
     n = table.num_rows
     n_rows = np.bincount(cur.job, minlength=n)
     multi = n_rows > 1
@@ -437,35 +274,57 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     total = np.bincount(cur.job, weights=cur.units, minlength=n)
     mig = table.column("migration_cost_usd").to_numpy()
     inherent = float((mig * (total - largest))[multi].sum())
-    internal = opts.solve_options(
+    return opts.solve_options(
         max_moves=None if opts.max_moves is None else opts.max_moves + int(multi.sum()),
         max_migration_usd=None if opts.max_migration_usd is None else opts.max_migration_usd + inherent)
-    problem = compile_problem(after, table, pairs, internal)
+
+
+def _replan_problem(portfolio: Portfolio, table: pa.Table, pairs: pa.Table | None, internal: SolveOptions,
+                    opts: ReplanOptions, cur: CurrentState) -> tuple[Problem, Current]:
+    """The compiled problem (move threshold added to the migration $/h) and the current rows in its indices."""
+    problem = compile_problem(portfolio, table, pairs, internal)
     if opts.move_threshold_usd_per_hour > 0:
         problem = dataclasses.replace(
             problem, job_migration_usd_per_hour=problem.job_migration_usd_per_hour + opts.move_threshold_usd_per_hour)
     cj, cp, cu = current_rows(problem, cur)
     problem = _forget_forbidden_current(problem, cj, cp)
-    kernels = kernels_for(problem, opts.backend)
-    current = Current(cj, cp, cu)
+    return problem, Current(cj, cp, cu)
+
+
+def _solve_from_current(P: Problem, kernels: Kernels, internal: SolveOptions, current: Current,
+                        opts: ReplanOptions, *, warm_start: bool, on_progress) -> tuple[Solution, RepairReport]:
+    """Repair the current placement, warm-start the solvers from it, and settle within the budget."""
+    n = P.n_jobs
     reason0 = np.full(n, Reason.OUT_VALUED, np.int8)
-    reason0[cj] = Reason.PLACED
-    initial = Solution(cj, cp, cu, reason0, solver="current")
+    reason0[current.job] = Reason.PLACED
+    initial = Solution(current.job, current.pool, current.units, reason0, solver="current")
     t0 = time.monotonic()
-    repaired, report = repair_with_report(problem, initial, kernels)
-    warm = _warm_start(problem, kernels, internal, current, repaired, opts, t0) if warm_start else repaired
+    repaired, report = repair_with_report(P, initial, kernels)
+    warm = _warm_start(P, kernels, internal, current, repaired, opts, t0) if warm_start else repaired
     left = max(opts.time_limit_s - (time.monotonic() - t0), opts.time_limit_s * 0.1)
     solve_opts = internal.model_copy(update={"time_limit_s": left})
     if not warm_start:
-        result = run_pipeline(problem, solve_opts, kernels, on_progress=on_progress)
-    elif opts.solver == "auto" and candidate_count(problem) > EXACT_MAX_CANDIDATES:
-        result = improve_warm(problem, solve_opts, kernels, warm, polish=opts.polish, on_progress=on_progress)
+        result = run_pipeline(P, solve_opts, kernels, on_progress=on_progress)
+    elif opts.solver == "auto" and candidate_count(P) > EXACT_MAX_CANDIDATES:
+        result = improve_warm(P, solve_opts, kernels, warm, polish=opts.polish, on_progress=on_progress)
     else:
-        result = run_pipeline(problem, solve_opts, kernels, on_progress=on_progress, initial=warm)
+        result = run_pipeline(P, solve_opts, kernels, on_progress=on_progress, initial=warm)
+    solution = _settled(P, current, repaired, warm, result, opts)
+    solution.stats = {**solution.stats, "repair": report.counts, "warm_start": warm_start}
+    return solution, report
+
+
+def _settled(P: Problem, current: Current, repaired: Solution, warm: Solution, result: Solution,
+             opts: ReplanOptions) -> Solution:
+    """``result`` settled within the whole-placement budget, else the warm start settled, else ``repaired``.
+
+    A fallback keeps the solvers' bound, prices, backend and stats, and is no longer ``optimal``
+    when it differs from ``result``.
+    """
     budget = {"max_moves": opts.max_moves, "max_migration_usd": opts.max_migration_usd}
-    solution, ok = settle(problem, current, repaired, result, **budget)
+    solution, ok = settle(P, current, repaired, result, **budget)
     if not ok:
-        solution, ok = settle(problem, current, repaired, warm, **budget)
+        solution, ok = settle(P, current, repaired, warm, **budget)
     if not ok:
         solution = repaired
     if solution is not result:
@@ -477,40 +336,31 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
         if solution.status == "optimal" and (solution.row_job.size != result.row_job.size
                                              or not np.array_equal(solution.row_pool, result.row_pool)):
             solution.status = "feasible"
-    solution.stats = {**solution.stats, "repair": report.counts, "warm_start": warm_start}
+    return solution
 
-    plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=opts.seed,
-                      input_sha256=input_digest(after, table, pairs))
-    moved, away = true_moves(problem, current, solution)
-    _true_moved_column(plan, problem, current, moved)
-    violations = validate_plan(after, table, plan.table, pairs, internal)
+
+def _required_unplaced(portfolio: Portfolio, table: pa.Table, pairs: pa.Table | None, internal: SolveOptions,
+                       plan: Plan) -> list[str]:
+    """Validate the plan (``InvalidPlanError``: a bug); the required jobs it could not place."""
+    violations = validate_plan(portfolio, table, plan.table, pairs, internal)
     bugs = [v for v in violations if v.kind != "required"]
     if bugs:
-        raise InvalidPlanError(f"re-plan ({solution.solver}) produced an invalid plan (a bug): "
+        raise InvalidPlanError(f"re-plan ({plan.solution.solver}) produced an invalid plan (a bug): "
                                + "; ".join(v.message for v in bugs[:10]))
-    spent = float((away * problem.job_migration_usd)[moved].sum())
+    return sorted(v.job_id for v in violations if v.kind == "required")
+
+
+def _check_budget(P: Problem, moved: np.ndarray, away: np.ndarray, opts: ReplanOptions) -> None:
+    """Raise ``InvalidPlanError`` (a bug) when the true moves break the whole-placement budget."""
+    spent = float((away * P.job_migration_usd)[moved].sum())
     if ((opts.max_moves is not None and int(moved.sum()) > opts.max_moves)
             or (opts.max_migration_usd is not None and spent > opts.max_migration_usd + 1e-6)):
         raise InvalidPlanError(f"re-plan moves {int(moved.sum())} jobs for {spent:.2f} USD, over the budget "
                                f"(max_moves {opts.max_moves}, max_migration_usd {opts.max_migration_usd}) (a bug)")
-    required = sorted(v.job_id for v in violations if v.kind == "required")
-    summary = plan.summary
-    if required:
-        summary["status"] = "infeasible"
-    summary["required_unplaced"] = required
-    changes, section = build_changes(after, problem, table, cur, current, solution, plan, report, parsed,
-                                moved, away, opts)
-    summary["moves"] = int(moved.sum())
-    summary["changes"] = section
-    summary["seconds"] = time.monotonic() - start
-    return ReplanPlan(plan.table, summary, solution, changes=changes, portfolio=after, jobs=table,
-                      options=internal)
 
 
-def _budget_left(P: Problem, current: Any, sol: Solution, opts: ReplanOptions) -> tuple[float, float]:
+def _budget_left(P: Problem, current: Current, sol: Solution, opts: ReplanOptions) -> tuple[float, float]:
     """Moves and migration $ left of the whole-placement budget after ``sol`` (inf: no budget)."""
-    from placement.solvers.repair import true_moves  # noqa: PLC0415
-
     moved, away = true_moves(P, current, sol)
     moves = math.inf if opts.max_moves is None else opts.max_moves - int(moved.sum())
     usd = (math.inf if opts.max_migration_usd is None
@@ -518,7 +368,7 @@ def _budget_left(P: Problem, current: Any, sol: Solution, opts: ReplanOptions) -
     return moves, usd
 
 
-def _warm_start(P: Problem, kernels: Any, internal: SolveOptions, current: Any, repaired: Solution,
+def _warm_start(P: Problem, kernels: Kernels, internal: SolveOptions, current: Current, repaired: Solution,
                 opts: ReplanOptions, t0: float) -> Solution:
     """Repaired current placement + greedy fill + preemption by higher tiers + fill of what they stopped.
 
@@ -526,8 +376,6 @@ def _warm_start(P: Problem, kernels: Any, internal: SolveOptions, current: Any, 
     is where a re-plan's value is; the solvers polish in the rest); every step keeps within the
     whole-placement migration budget.
     """
-    from placement.solvers.repair import fill, preempt  # noqa: PLC0415
-
     deadline = t0 + opts.time_limit_s * WARM_SHARE
 
     def filled(sol: Solution) -> Solution:
@@ -543,7 +391,7 @@ def _warm_start(P: Problem, kernels: Any, internal: SolveOptions, current: Any, 
     return warm
 
 
-def improve_warm(P: Problem, options: SolveOptions, kernels: Any, warm: Solution, *, polish: bool = True,
+def improve_warm(P: Problem, options: SolveOptions, kernels: Kernels, warm: Solution, *, polish: bool = True,
                  on_progress=None) -> Solution:
     """Large instances: keep the warm start and improve it by LNS only, under ``options.time_limit_s``.
 
@@ -557,13 +405,6 @@ def improve_warm(P: Problem, options: SolveOptions, kernels: Any, warm: Solution
     is strictly better, migration costs included; a greedy fill then re-places jobs a
     neighbourhood stopped that fit elsewhere. Bound: the relaxed bound (one kernel pass).
     """
-    from placement.core.solution import tier_objectives  # noqa: PLC0415
-    from placement.solvers.bounds import relaxed_bound  # noqa: PLC0415
-    from placement.solvers.lns import improve  # noqa: PLC0415
-    from placement.solvers.pipeline import SOLVER_REASONS  # noqa: PLC0415
-    from placement.solvers.reasons import explain_unplaced  # noqa: PLC0415
-    from placement.solvers.repair import fill  # noqa: PLC0415
-
     start = time.monotonic()
     deadline = start + options.time_limit_s
     bound = relaxed_bound(P, kernels)
@@ -596,8 +437,6 @@ def _forget_forbidden_current(P: Problem, job: np.ndarray, pool: np.ndarray) -> 
     still count as moved when they run elsewhere (``settle`` and the validator see the jobs
     table's current placement), they just pay no modelled migration $/h.
     """
-    from placement.kernels.reference import unit_terms  # noqa: PLC0415
-
     if len(job) == 0:
         return P
     t = unit_terms(P, job, pool, np.ones(len(job)))
@@ -610,7 +449,7 @@ def _forget_forbidden_current(P: Problem, job: np.ndarray, pool: np.ndarray) -> 
     return dataclasses.replace(P, job_current_pool=current)
 
 
-def _true_moved_column(plan: Plan, P: Problem, current: Any, moved: np.ndarray) -> None:
+def _true_moved_column(plan: Plan, P: Problem, current: Current, moved: np.ndarray) -> None:
     """Set the plan table's ``moved`` column: a placed row of a moved job with more units than before."""
     S = plan.solution
     before = dict(zip((current.job * P.n_pools + current.pool).tolist(), current.units.tolist()))
@@ -623,6 +462,5 @@ def _true_moved_column(plan: Plan, P: Problem, current: Any, moved: np.ndarray) 
 
 __all__ = [
     "CHANGES", "EVENT_GRAMMAR", "Curtail", "Event", "Outage", "ReplanOptions", "ReplanPlan", "SetOnline", "SetPool",
-    "apply_events", "check_event", "current_state", "parse_event", "plan_to_solution", "replan", "replan_options",
-    "warm_start",
+    "apply_events", "check_event", "current_state", "parse_event", "replan", "replan_options",
 ]

@@ -32,10 +32,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from placement.api import solve
 from placement.core.executors import Executor, Task, threads_per_worker
+from placement.core.problem import Problem, compile_problem, same_structure, with_site_figures
+from placement.io.digest import input_digest
 from placement.io.tables import write_json, write_table
 from placement.model.portfolio import Portfolio, SolveOptions
-from placement.core.problem import Problem
+from placement.plan import package_version
+from placement.summary import Summary
+from placement.sweep.report import write_chart, write_markdown
 from placement.sweep.scenarios import BASE, Scenario, ScenarioError, apply_scenario
 
 log = logging.getLogger("placement")
@@ -59,8 +64,6 @@ class SweepInputs:
 
 def fingerprint(inputs_sha256: str, scenario: Scenario, options: SolveOptions) -> str:
     """What a finished scenario's result depends on: base inputs, its edits, the options, the version."""
-    from placement.plan import package_version  # noqa: PLC0415
-
     h = hashlib.sha256(f"{inputs_sha256}\0{package_version()}".encode())
     h.update(scenario.model_dump_json().encode())
     h.update(options.model_dump_json(exclude={"workers", "executor", "address"}).encode())
@@ -85,10 +88,7 @@ def finished_row(out: Path, scenario: Scenario, fp: str) -> dict[str, Any] | Non
 
 def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict[str, Any]:
     """Solve one scenario in a worker; its row, with any error in it rather than raised."""
-    import numba  # noqa: PLC0415
-
-    from placement.api import solve  # noqa: PLC0415
-    from placement.core.problem import same_structure, with_site_figures  # noqa: PLC0415
+    import numba  # noqa: PLC0415  (only sweep workers need Numba's thread count)
 
     start = time.monotonic()
     fp = fingerprint(inputs.input_sha256, scenario, inputs.options)
@@ -118,29 +118,30 @@ def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict[str, Any]:
     return row
 
 
-def _row_figures(summary: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    required = summary.get("required_unplaced") or []
+def _row_figures(summary: Summary, table: pa.Table) -> dict[str, Any]:
+    """A solved scenario's row: status, objective, bound, gap, use per tier and per site, top prices."""
+    required = summary.required_unplaced or []
     placed = table.filter(pc.equal(table.column("status"), "placed"))
     by_tier = placed.group_by("priority").aggregate([("facility_mw", "sum"), ("gpus", "sum")]).to_pylist()
-    prices = summary.get("shadow_price_usd_per_mwh") or {}
+    prices = summary.shadow_price_usd_per_mwh or {}
     top = sorted(prices.items(), key=lambda kv: -kv[1])[:TOP_SHADOW_SITES]
     return {
         "status": "infeasible" if required else "ok",
         "error": f"required job(s) cannot be placed: {', '.join(required[:5])}" if required else "",
-        "objective_usd_per_hour": summary["objective"],
-        "bound_usd_per_hour": summary["bound"],
-        "gap": summary["gap"],
-        "jobs_placed": summary["jobs_placed"],
-        "jobs_total": summary["jobs_total"],
-        "gpus_placed": summary["gpus_placed"],
-        "mw_used": summary["mw_used"],
+        "objective_usd_per_hour": summary.objective,
+        "bound_usd_per_hour": summary.bound,
+        "gap": summary.gap,
+        "jobs_placed": summary.jobs_placed,
+        "jobs_total": summary.jobs_total,
+        "gpus_placed": summary.gpus_placed,
+        "mw_used": summary.mw_used,
         "tiers": {str(r["priority"]): {"gpus": int(r["gpus_sum"]), "mw": float(r["facility_mw_sum"]),
-                                       "objective": summary["objective_by_tier"][str(r["priority"])]["objective"]}
+                                       "objective": summary.objective_by_tier[str(r["priority"])]["objective"]}
                   for r in by_tier},
-        "site_mw": {s["site_id"]: s["mw_used"] for s in summary["sites"]},
-        "site_mw_cap": {s["site_id"]: s["mw_cap"] for s in summary["sites"]},
+        "site_mw": {s["site_id"]: s["mw_used"] for s in summary.sites},
+        "site_mw_cap": {s["site_id"]: s["mw_cap"] for s in summary.sites},
         "top_shadow_sites": ", ".join(f"{s} (${p:,.0f}/MWh)" for s, p in top if p > 0),
-        "solver": summary["solver"],
+        "solver": summary.solver,
     }
 
 
@@ -153,8 +154,6 @@ def run_sweep(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None, scen
     a chart in ``sweep.png``). ``on_row`` sees each row as its scenario finishes or is skipped.
     ``task`` replaces ``solve_scenario`` (same signature; tests wrap it to kill workers).
     """
-    from placement.api import input_digest  # noqa: PLC0415
-    from placement.core.problem import compile_problem  # noqa: PLC0415
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,8 +180,6 @@ def run_sweep(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None, scen
                 on_row(rows[todo[i].name])
     table = comparison_table([rows[s.name] for s in everything])
     write_table(table, out / "sweep.parquet")
-    from placement.sweep.report import write_chart, write_markdown  # noqa: PLC0415
-
     write_markdown(table, out / "sweep.md", options)
     write_chart(table, out / "sweep.png")
     return table

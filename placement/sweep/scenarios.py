@@ -48,6 +48,8 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from placement.errors import InputError
+from placement.io.config import read_document, validation_problems
+from placement.model.jobs import validate_jobs, validate_pairs
 from placement.model.portfolio import Portfolio, Site
 
 BASE = "base"
@@ -161,8 +163,6 @@ class ScenarioFile(_Strict):
 
 def load_scenarios(path: str | Path) -> list[Scenario]:
     """Read and check a scenarios file; shape errors raise ``InputError`` naming the field."""
-    from placement.io.config import validation_problems, read_document  # noqa: PLC0415
-
     data = read_document(path)
     try:
         scenarios = ScenarioFile.model_validate(data).expand()
@@ -176,9 +176,6 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
 def apply_scenario(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None, scenario: Edits,
                    seed: int = 0) -> tuple[Portfolio, pa.Table, pa.Table | None]:
     """The scenario's portfolio, jobs and pairs; ``ScenarioError`` says which edit does not fit."""
-    from placement.io.config import validation_problems  # noqa: PLC0415
-    from placement.model.jobs import validate_jobs, validate_pairs  # noqa: PLC0415
-
     data = portfolio.model_dump()
     for i, change in enumerate(scenario.sites):
         _edit_sites(data, change, f"sites[{i}]")
