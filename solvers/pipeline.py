@@ -25,9 +25,26 @@ from placement.kernels import Kernels, kernels_for
 from placement.model.portfolio import SolveOptions
 from placement.core.problem import Problem, subproblem
 from placement.core.solution import Reason, Solution, tier_objectives, usage
+from placement.solvers.auction import solve_auction
 from placement.solvers.bounds import relaxed_bound
+from placement.solvers.compare import better, lex_better  # noqa: F401  (lex_better: callers import it here)
+from placement.solvers.decomposed import solve_decomposed
 from placement.solvers.greedy import solve_greedy
-from placement.solvers.reasons import explain_unplaced
+from placement.solvers.lp import lp_bound
+from placement.solvers.repair import repair
+from placement.solvers.stages import (  # noqa: F401  (SOLVER_REASONS: callers import it here)
+    SOLVER_REASONS,
+    Incumbent,
+    Progress,
+    construct_stage,
+    exact_stage,
+    fill_stage,
+    kept_candidates,
+    lns_stage,
+    local_search_stage,
+    re_explain,
+    tight_search_stage,
+)
 
 log = logging.getLogger("placement")
 
@@ -43,10 +60,12 @@ LP_JOIN_S = 2.0
 # Columns per job the background LP starts from: its first master solves sooner (at 10k jobs the
 # LP converged 1-2 s earlier than from 8; the tier LPs keep their default, their duals price plans).
 LP_INITIAL_COLUMNS = 2
-# Reasons a solver states itself; every other unplaced job is judged again at the end.
-SOLVER_REASONS = (Reason.TIME_LIMIT, Reason.MIGRATION_BUDGET, Reason.SPREAD)
-
-Progress = Callable[[float, float], None]
+# Tight capacity with required gangs the greedy could not place: up to this many candidates the
+# feasibility-first path runs (construction, penalty search until the share, then the exact
+# engine hinted with its plan for the rest of the time).
+TIGHT_MAX_CANDIDATES = 500_000
+TIGHT_SEARCH_SHARE = 0.5
+TIGHT_ENGINE = "cpsat"
 
 
 def candidate_count(problem: Problem) -> int:
@@ -55,41 +74,28 @@ def candidate_count(problem: Problem) -> int:
     return int(sizes[problem.job_class].sum())
 
 
-def lex_better(a: np.ndarray, b: np.ndarray) -> bool:
-    """True if tier vector ``a`` (highest tier first) beats ``b`` beyond float noise."""
-    for x, y in zip(a, b):
-        if abs(x - y) > 1e-7 * max(1.0, abs(x), abs(y)):
-            return bool(x > y)
-    return False
+class _Stages:
+    """Runs named stages; one that raises is logged and dropped, and the run keeps its incumbent."""
+
+    def __init__(self, first: str):
+        self.names = [first]
+        self.failed: list[dict[str, str]] = []
+
+    def run(self, name: str, stage: Callable[..., object], *args: object, **kw: object) -> object:
+        try:
+            result = stage(*args, **kw)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # a solver library or kernel failing must not lose the plan
+            log.exception("stage '%s' failed; continuing with the best plan so far", name)
+            self.failed.append({"stage": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            return None
+        self.names.append(name)
+        return result
 
 
-def better(problem: Problem, a: Solution, b: Solution) -> bool:
-    """True if plan ``a`` is lexicographically better than ``b`` by tier objective."""
-    return lex_better(tier_objectives(problem, a), tier_objectives(problem, b))
-
-
-class Incumbent:
-    """Best plan and bound so far, reported to the progress callback as they improve."""
-
-    def __init__(self, problem: Problem, first: Solution, bound: float, on_progress: Progress | None):
-        self.P, self.best, self.bound, self.on_progress = problem, first, bound, on_progress
-        self.report()
-
-    def offer(self, candidate: Solution) -> bool:
-        if candidate.status == "infeasible" or not better(self.P, candidate, self.best):
-            return False
-        self.best = candidate
-        self.report()
-        return True
-
-    def tighten(self, bound: float) -> None:
-        if bound < self.bound:
-            self.bound = bound
-            self.report()
-
-    def report(self) -> None:
-        if self.on_progress:
-            self.on_progress(float(tier_objectives(self.P, self.best).sum()), self.bound)
+def _required_gang_left_out(P: Problem, sol: Solution) -> bool:
+    return bool((P.job_required & (P.job_kind == 0) & ~sol.placed & (P.job_filter == 0)).any())
 
 
 def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
@@ -97,85 +103,84 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     """Solve with ``options.solver`` under ``options.time_limit_s``; returns the best Solution.
 
     ``initial`` (e.g. the placement running now) warm-starts every stage: it is first repaired
-    to the current capacities and rules (``solvers.repair``), then kept unless beaten.
+    to the current capacities and rules (``solvers.repair``), then kept unless beaten. A stage
+    that raises is dropped (``stats.failed_stages`` names it) and the run goes on.
     """
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
-    if options.solver == "decomposed":
-        from placement.solvers.decomposed import solve_decomposed  # noqa: PLC0415
-
-        return solve_decomposed(problem, options, kernels, on_progress=on_progress, initial=initial)
     P = problem
+    small = candidate_count(P) <= EXACT_MAX_CANDIDATES
+    if options.solver == "decomposed":
+        return solve_decomposed(P, options, kernels, solve_part=run_pipeline, prove=small, on_progress=on_progress,
+                                initial=initial)
     start = time.monotonic()
     deadline = start + options.time_limit_s
-    small = candidate_count(P) <= EXACT_MAX_CANDIDATES
-    full_lp: _BackgroundLp | None = None
     if initial is not None:
         # Warm start: keep the running placement unless a stage beats it. No cold stages (a cold
         # greedy or price plan a few $/h better in the top tier would move thousands of jobs).
-        from placement.solvers.repair import repair  # noqa: PLC0415
-
-        stages = ["warm-start"]
+        run = _Stages("warm-start")
         inc = Incumbent(P, repair(P, initial, kernels), relaxed_bound(P, kernels), on_progress)
     else:
-        stages = ["greedy"]
+        run = _Stages("greedy")
         inc = Incumbent(P, solve_greedy(P, options, kernels, deadline=deadline), relaxed_bound(P, kernels),
-                         on_progress)
+                        on_progress)
+    full_lp: _BackgroundLp | None = None
     try:
-        if initial is not None and options.solver != "greedy":
-            if small or options.solver == "exact":
-                exact_stage(P, options, inc, deadline)
-                stages.append("exact")
-            else:
-                lns_stage(P, options, inc, deadline)
-                stages.append("lns")
-        elif initial is not None:
-            pass  # greedy from a warm start: the repaired placement plus the final fill
-        elif options.solver == "exact" or (options.solver == "auto" and small):
-            exact_stage(P, options, inc, deadline)
-            stages.append("exact")
-        elif options.solver in ("auto", "price", "lns"):
-            # The LP bound takes one core for the whole run; the stages below share the other.
-            full_lp = _BackgroundLp(P, kernels, inc, deadline)
-            stages.append("lp")
-            construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if options.solver != "price" else 1.0)
-            tiered_price_stage(P, full_lp.spare(options), kernels, inc, construct_by, deadline)
-            stages.append("price")
-            local_search_stage(P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
-            stages.append("ls")
-            if options.solver != "price":
-                full_lp.attach(inc)  # LNS picks its neighbourhoods by the LP's shadow prices so far
-                lns_stage(P, full_lp.spare(options), inc, deadline)
-                stages.append("lns")
+        full_lp = _improve(P, options, kernels, inc, run, initial is not None, small, start, deadline)
     except KeyboardInterrupt:
         log.warning("interrupted: returning the best plan so far")
-        stages.append("interrupted")
+        run.names.append("interrupted")
     if full_lp is not None:
-        full_lp.collect(inc, None if "interrupted" in stages else deadline)
+        full_lp.collect(inc, None if "interrupted" in run.names else deadline)
     if options.solver != "greedy" or initial is not None:
-        fill_stage(P, options, kernels, inc)
-        stages.append("fill")
+        run.run("fill", fill_stage, P, options, kernels, inc)
     best = inc.best
     best.bound = min(best.bound, inc.bound)
     best.backend = kernels.name
     if time.monotonic() > deadline and best.status == "optimal":
         best.status = "feasible"
     re_explain(P, kernels, best)
-    best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start}
+    best.stats = {**best.stats, "stages": run.names, "seconds_solve": time.monotonic() - start}
+    if run.failed:
+        best.stats["failed_stages"] = run.failed
     return best
 
 
-def exact_stage(P: Problem, options: SolveOptions, inc: Incumbent, deadline: float) -> None:
-    from placement.solvers.exact import solve_exact  # noqa: PLC0415  (ortools import is slow)
-
-    remaining = options.model_copy(update={"time_limit_s": max(deadline - time.monotonic(), 0.1)})
-    exact = solve_exact(P, remaining, hint=inc.best)
-    inc.tighten(exact.bound)
-    if exact.status == "infeasible":
-        inc.best.status = "infeasible"  # a required job cannot be placed: keep the best plan found
-    elif exact.status == "optimal" or better(P, exact, inc.best):
-        inc.best = exact
-        inc.report()
+def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent, run: _Stages, warm: bool,
+             small: bool, start: float, deadline: float) -> _BackgroundLp | None:
+    """The stages after the first plan, by solver and instance shape; the background LP if started."""
+    solver = options.solver
+    if solver == "greedy":
+        return None
+    if warm:
+        if small or solver == "exact":
+            run.run("exact", exact_stage, P, options, inc, deadline)
+        else:
+            run.run("lns", lns_stage, P, options, inc, deadline)
+        return None
+    if _required_gang_left_out(P, inc.best) and candidate_count(P) <= TIGHT_MAX_CANDIDATES:
+        # Tight capacity with required jobs: feasibility first, then the penalty search and the
+        # exact engine hinted with its plan.
+        cand = kept_candidates(P)
+        run.run("construct", construct_stage, P, options, kernels, inc, cand, deadline)
+        if not _required_gang_left_out(P, inc.best):
+            run.run("tight-search", tight_search_stage, P, inc, cand,
+                    start + options.time_limit_s * TIGHT_SEARCH_SHARE)
+            run.run("exact", exact_stage, P, options, inc, deadline, engine=TIGHT_ENGINE)
+            return None
+    if solver == "exact" or (solver == "auto" and small):
+        run.run("exact", exact_stage, P, options, inc, deadline)
+        return None
+    # The LP bound takes one core for the whole run; the stages below share the other.
+    full_lp = _BackgroundLp(P, kernels, inc, deadline)
+    run.names.append("lp")
+    construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if solver != "price" else 1.0)
+    run.run("price", tiered_price_stage, P, full_lp.spare(options), kernels, inc, construct_by, deadline)
+    run.run("ls", local_search_stage, P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
+    if solver != "price":
+        full_lp.attach(inc)  # LNS picks its neighbourhoods by the LP's shadow prices so far
+        run.run("lns", lns_stage, P, full_lp.spare(options), inc, deadline)
+    return full_lp
 
 
 def tiered_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent,
@@ -186,9 +191,6 @@ def tiered_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc:
     its own prices rather than sharing the whole problem's. At those prices both the greedy and
     the auction (``solvers.auction``) place the tier; the better plan is kept.
     """
-    from placement.solvers.auction import solve_auction  # noqa: PLC0415
-    from placement.solvers.lp import lp_bound  # noqa: PLC0415
-
     tiers = np.unique(P.job_tier)[::-1]
     gpus, mw = P.pool_gpus.astype(np.int64).copy(), P.site_cap_mw.astype(np.float64).copy()
     moves_left, usd_left = P.max_moves, P.max_migration_usd
@@ -224,12 +226,6 @@ def tiered_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc:
     inc.offer(Solution(job, pool, units, reason, solver="price", backend=kernels.name))
 
 
-def local_search_stage(P: Problem, kernels: Kernels, inc: Incumbent, deadline: float) -> None:
-    from placement.solvers.local_search import improve  # noqa: PLC0415
-
-    inc.offer(improve(P, inc.best, kernels, deadline=deadline))
-
-
 class _BackgroundLp:
     """The whole problem's LP bound (``solvers.lp``) in a thread, from the first plan to the deadline.
 
@@ -252,8 +248,6 @@ class _BackgroundLp:
     def _run(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float) -> None:
         """Solve the LP; once it is done, solve it again whenever the top tier's floor can rise
         (on small instances it ends before the construction improves the first plan)."""
-        from placement.solvers.lp import lp_bound  # noqa: PLC0415
-
         floor = None
         try:
             while not self.stop.is_set() and time.monotonic() < deadline:
@@ -314,41 +308,3 @@ class _BackgroundLp:
         inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
         inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
                           "lp_columns": lp.columns}
-
-
-def lns_stage(P: Problem, options: SolveOptions, inc: Incumbent, deadline: float) -> None:
-    from placement.solvers.lns import improve  # noqa: PLC0415
-
-    prices = inc.best.site_price_usd_per_mwh
-    weight = None if prices is None else prices * P.site_cap_mw
-    improved = improve(P, inc.best, options, deadline=deadline, site_weight=weight,
-                       on_progress=lambda s: inc.offer(s))
-    inc.offer(improved)
-
-
-def fill_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent) -> None:
-    """Greedy over the unplaced jobs in the capacity the plan leaves: only ever adds value."""
-    sol = inc.best
-    out = np.flatnonzero((sol.reason != Reason.PLACED) & (P.job_filter == 0))
-    if len(out) == 0:
-        return
-    used = usage(P, sol)
-    gpus, mw = used.residual(P)
-    moves_left, usd_left = used.budget_left(P)
-    sub = subproblem(P, out, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
-    extra = solve_greedy(sub, options, kernels_for(sub, kernels.name))
-    if len(extra.row_job) == 0:
-        return
-    reason = sol.reason.copy()
-    reason[out[extra.row_job]] = Reason.PLACED
-    inc.offer(Solution(
-        np.concatenate([sol.row_job, out[extra.row_job]]), np.concatenate([sol.row_pool, extra.row_pool]),
-        np.concatenate([sol.row_units, extra.row_units]), reason, solver=sol.solver, backend=sol.backend,
-        status=sol.status, bound=sol.bound, site_price_usd_per_mwh=sol.site_price_usd_per_mwh,
-        pool_price_usd_per_gpu_hour=sol.pool_price_usd_per_gpu_hour, stats=sol.stats))
-
-
-def re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:
-    """Judge unplaced jobs against the whole problem (stages saw sub-problems)."""
-    judge = np.flatnonzero((sol.reason != Reason.PLACED) & ~np.isin(sol.reason, SOLVER_REASONS))
-    sol.reason[judge] = explain_unplaced(P, kernels, judge)

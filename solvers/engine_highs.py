@@ -1,0 +1,169 @@
+"""HiGHS MILP as an engine of the exact and LNS stages: an ``IntModel`` solved stage by stage.
+
+HiGHS takes the float coefficients ($/h per unit) directly, so no objective scaling is
+needed; capacities keep their integer rows. Each stage maximises its net value, then
+``stage ≥ found − tolerance`` is added for the stages below it. The tolerance is HiGHS's own
+relative MIP gap on that stage, so a later stage can never gain by an amount the engine could
+not tell apart from zero above it. Solutions are rounded to integers and checked exactly
+against the integer rows; one that fails (HiGHS accepts 1e-6 integrality slack) is dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import highspy
+import numpy as np
+
+from placement.model.portfolio import SolveOptions
+from placement.solvers.int_model import NO_LIMIT, IntModel, LexResult
+from placement.solvers.quiet import quiet_stdout
+
+Progress = Callable[[float, float], None]
+# Stop a stage when its bound is within this fraction of its incumbent.
+RELATIVE_GAP = 1e-6
+
+
+def new_highs(threads: int | None = None) -> highspy.Highs:
+    """A silent HiGHS instance."""
+    with quiet_stdout():
+        h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    if threads:
+        h.setOptionValue("threads", int(threads))
+    return h
+
+
+def _bounds(a: np.ndarray) -> np.ndarray:
+    inf = highspy.kHighsInf
+    out = a.astype(np.float64)
+    out[a <= -NO_LIMIT] = -inf
+    out[a >= NO_LIMIT] = inf
+    return out
+
+
+def _load(h: highspy.Highs, im: IntModel) -> None:
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = im.n_cols, im.n_rows
+    lp.col_cost_ = np.zeros(im.n_cols)
+    lp.col_lower_ = im.col_lb.astype(np.float64)
+    lp.col_upper_ = im.col_ub.astype(np.float64)
+    lp.row_lower_, lp.row_upper_ = _bounds(im.row_lo), _bounds(im.row_hi)
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = im.a_ptr.astype(np.int32)
+    lp.a_matrix_.index_ = im.a_col.astype(np.int32)
+    lp.a_matrix_.value_ = im.a_val.astype(np.float64)
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * im.n_cols
+    h.passModel(lp)
+
+
+def _set_objective(h: highspy.Highs, im: IntModel, cols: np.ndarray, net: np.ndarray) -> None:
+    cost = np.zeros(im.n_cols)
+    cost[cols] = net
+    h.changeColsCost(im.n_cols, np.arange(im.n_cols, dtype=np.int32), cost)
+
+
+def _hint(h: highspy.Highs, values: np.ndarray) -> None:
+    # The sparse form: a dense HighsSolution without row values leaves HiGHS with a wrong
+    # incumbent objective after the costs change (it then stops at that solution as "optimal").
+    nz = np.flatnonzero(values).astype(np.int32)
+    h.setSolution(len(nz), nz, values[nz].astype(np.float64))
+
+
+def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.ndarray | None = None,
+                on_progress: Progress | None = None, total_net: np.ndarray | None = None) -> LexResult:
+    """Solve ``im``'s stages in order, each under an even share of the time left.
+
+    ``hint``: candidate values to start from; ``total_net``: $/h per candidate for progress.
+    """
+    run = LexResult()
+    if not im.stages:
+        run.values, run.bound = np.zeros(im.n_cols, np.int64), 0.0
+        return run
+    h = new_highs(options.threads)
+    h.setOptionValue("random_seed", int(options.seed) % 2_147_483_647)
+    h.setOptionValue("mip_rel_gap", RELATIVE_GAP)
+    _load(h, im)
+    full = im.complete(hint) if hint is not None else None
+    if full is not None and not im.feasible(full):
+        full = None
+    solved = 0.0
+    stage_bound: list[Callable[[float], float] | None] = [None]  # the running stage's $/h bound
+    if on_progress is not None and total_net is not None:
+        _subscribe(h, im, on_progress, total_net, stage_bound)
+    for i, st in enumerate(im.stages):
+        later = sum(s.trivial for s in im.stages[i:] if s.tier is not None)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            run.bound = solved + later
+            return run
+        rest = later - st.trivial if st.tier is not None else later
+        _set_objective(h, im, st.cols, st.net)
+        if full is not None:
+            _hint(h, full)
+        # HiGHS's time limit counts all runs of this instance.
+        h.setOptionValue("time_limit", float(h.getRunTime() + max(left / (len(im.stages) - i), 0.01)))
+        stage_bound[0] = (None if st.tier is None
+                          else lambda b, st=st, rest=rest, base=solved: base + min(st.trivial, b) + rest)
+        h.run()
+        status = h.getModelStatus()
+        info = h.getInfo()
+        rec = {"stage": st.label, "tier": st.tier, "status": h.modelStatusToString(status), "engine": "highs"}
+        run.records.append(rec)
+        if status == highspy.HighsModelStatus.kInfeasible:
+            run.infeasible = True
+            return run
+        values = None
+        if info.primal_solution_status == highspy.kSolutionStatusFeasible:
+            values = np.rint(np.asarray(h.getSolution().col_value)).astype(np.int64)
+            if not im.feasible(values):
+                values = None
+                rec["rounding"] = "dropped: the rounded solution broke an integer row"
+        if values is None:
+            run.bound = solved + later
+            return run
+        run.values = full = values
+        found = float(st.net @ values[st.cols])
+        rec["objective"] = found
+        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else np.inf
+        if st.tier is not None:
+            solved += min(st.trivial, max(bound, found))
+        if status == highspy.HighsModelStatus.kOptimal:
+            run.proven.add(st.tier)
+        tol = RELATIVE_GAP * max(abs(found), 1.0)
+        h.addRow(found - tol, highspy.kHighsInf, len(st.cols), st.cols.astype(np.int32), st.net.astype(np.float64))
+    run.bound = solved
+    return run
+
+
+def _subscribe(h: highspy.Highs, im: IntModel, fn: Progress, total_net: np.ndarray,
+               stage_bound: list[Callable[[float], float] | None]) -> None:
+    """Report (total $/h, bound) on each improving solution of a tier stage."""
+
+    def improving(e) -> None:
+        x = np.asarray(e.data_out.mip_solution, np.float64)
+        bound = stage_bound[0]
+        if bound is not None and len(x) >= im.n_cand:
+            b = e.data_out.mip_dual_bound
+            fn(float(total_net @ np.rint(x[: im.n_cand])), bound(b if np.isfinite(b) else np.inf))
+
+    h.cbMipImprovingSolution.subscribe(improving)
+
+
+def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float, threads: int | None = None) -> np.ndarray | None:
+    """The LP relaxation of ``im`` maximising ``cost · x`` (one entry per column); None if unsolved in time."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    h = new_highs(threads)
+    _load(h, im)
+    h.changeColsIntegrality(im.n_cols, np.arange(im.n_cols, dtype=np.int32),
+                            np.full(im.n_cols, highspy.HighsVarType.kContinuous))
+    h.changeColsCost(im.n_cols, np.arange(im.n_cols, dtype=np.int32), cost.astype(np.float64))
+    h.setOptionValue("time_limit", float(left))
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value, np.float64)
