@@ -10,10 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.instances import SIZES, default_cache, parse_sizes
+from bench.instances import SIZES, TIGHT_SIZES, default_cache, parse_sizes
 from bench.runner import SOLVERS, Config, run_suite
 from placement.errors import BackendUnavailableError
 from placement.generate.families import FAMILIES
+from placement.generate.tight import TIGHT_FAMILIES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,11 +22,11 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu", "reference"],
                    help="kernel backend of our solver (auto: gpu if a CUDA device is usable, else cpu)")
-    p.add_argument("--sizes", default="S,M",
+    p.add_argument("--sizes", default=None,
                    help="comma list of " + ", ".join(f"{s.name}={s.n_jobs:,}x{s.n_sites:,}" for s in SIZES.values())
-                   + " or JOBSxSITES")
+                   + f" or JOBSxSITES (default: S,M; {TIGHT_SIZES} when every family is a tight one)")
     p.add_argument("--families", default="neocloud,frontier,inference,power-bound,gpu-bound",
-                   help="comma list of generator families")
+                   help="comma list of generator families; 'tight' stands for tight-d,tight-e")
     p.add_argument("--solvers", default=",".join(SOLVERS), help="comma list of " + ", ".join(SOLVERS))
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds per solver and instance")
     p.add_argument("--seed", type=int, default=0, help="instance and solver seed")
@@ -49,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    families = [g for f in args.families.split(",") if f.strip()
+                for g in (TIGHT_FAMILIES if f.strip() == "tight" else (f.strip(),))]
+    default_sizes = TIGHT_SIZES if families and set(families) <= set(TIGHT_FAMILIES) else "S,M"
     try:
-        sizes = parse_sizes(args.sizes)
+        sizes = parse_sizes(args.sizes if args.sizes is not None else default_sizes)
     except ValueError as exc:
         parser().error(str(exc))
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
     bad = [f for f in families if f not in FAMILIES]
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     bad += [s for s in solvers if s not in SOLVERS]

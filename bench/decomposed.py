@@ -75,10 +75,10 @@ def run(size: str, family: str, time_limit: float, parts: int, executor: str, wo
     """The whole measurement; returns the JSON-ready result."""
     (sz,) = parse_sizes(size)
     concrete, device = resolve_backend(backend)
-    warm_portfolio, warm_jobs = load(instance(family, SIZES["XS"], seed, cache))
+    warm_portfolio, warm_jobs, _ = load(instance(family, SIZES["XS"], seed, cache))
     solve(warm_portfolio, warm_jobs, None, SolveOptions(solver="auto", backend=concrete, time_limit_s=1.0))
     t = time.monotonic()
-    portfolio, jobs = load(instance(family, sz, seed, cache))
+    portfolio, jobs, _ = load(instance(family, sz, seed, cache))
     log(f"{family} {sz.n_jobs:,} jobs x {sz.n_sites:,} sites ready in {time.monotonic() - t:.1f} s; {device}")
     base = SolveOptions(backend=concrete, time_limit_s=time_limit, seed=seed, threads=threads, parts=parts,
                         executor=executor, workers=workers)

@@ -21,8 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from placement.generate.families import write_instance
+from placement.generate.tight import TIGHT_FAMILIES
 from placement.io.config import load_config
-from placement.io.tables import read_jobs
+from placement.io.tables import read_jobs, read_pairs
 from placement.model.portfolio import Portfolio
 
 
@@ -45,6 +46,10 @@ SIZES: dict[str, Size] = {s.name: s for s in (
     Size("L", 100_000, 1_000),
     Size("XL", 1_000_000, 2_000),
 )}
+
+
+# The tight families' sizes (sites x jobs 5x100 ... 80x1600 in the recipes' order), as jobs x sites.
+TIGHT_SIZES = "100x5,200x10,200x20,400x20,400x40,1600x80"
 
 
 def parse_sizes(text: str) -> list[Size]:
@@ -92,6 +97,11 @@ class Instance:
     def jobs(self) -> Path:
         return self.dir / "jobs.parquet"
 
+    @property
+    def pairs(self) -> Path | None:
+        """The pair overrides table, for families that have one (``tight-d``, ``tight-e``)."""
+        return self.dir / "pairs.parquet" if self.family in TIGHT_FAMILIES else None
+
 
 def instance(family: str, size: Size, seed: int, cache: Path | None = None) -> Instance:
     """The cached instance, generated (atomically) if missing or made by another call."""
@@ -99,7 +109,8 @@ def instance(family: str, size: Size, seed: int, cache: Path | None = None) -> I
     d = cache / f"{family}-{size.n_jobs}x{size.n_sites}-seed{seed}"
     inst = Instance(family, size, seed, d)
     header = f"# placement generate: family={family} seed={seed} n_jobs={size.n_jobs} n_sites={size.n_sites}"
-    if not (inst.jobs.is_file() and inst.config.is_file() and _first_line(inst.config) == header):
+    have = inst.jobs.is_file() and inst.config.is_file() and (inst.pairs is None or inst.pairs.is_file())
+    if not (have and _first_line(inst.config) == header):
         write_instance(family, size.n_jobs, size.n_sites, seed, d)
     return inst
 
@@ -109,10 +120,11 @@ def _first_line(path: Path) -> str:
         return f.readline().rstrip("\n")
 
 
-def load(inst: Instance) -> tuple[Portfolio, pa.Table]:
-    """The portfolio and the validated jobs table, read the way ``placement solve`` reads them."""
+def load(inst: Instance) -> tuple[Portfolio, pa.Table, pa.Table | None]:
+    """The portfolio and the validated jobs and pairs tables, read the way ``placement solve`` reads them."""
     portfolio = load_config(inst.config).portfolio
-    return portfolio, read_jobs(inst.jobs, portfolio)
+    jobs = read_jobs(inst.jobs, portfolio)
+    return portfolio, jobs, read_pairs(inst.pairs, portfolio, jobs) if inst.pairs is not None else None
 
 
 def host_memory_bytes() -> tuple[int, int]:

@@ -58,13 +58,14 @@ def _child(conn: Any, task: dict[str, Any]) -> None:
         conn.close()
 
 
-def _load(task: dict[str, Any]) -> tuple[Any, Any]:
+def _load(task: dict[str, Any]) -> tuple[Any, Any, Any]:
     return load(Instance(task["family"], Size(*task["size"]), task["seed"], Path(task["dir"])))
 
 
-def _validate(portfolio: Any, jobs: Any, problem: Any, solution: Any, seconds: float, seed: int) -> dict[str, Any]:
+def _validate(portfolio: Any, jobs: Any, pairs: Any, problem: Any, solution: Any, seconds: float,
+              seed: int) -> dict[str, Any]:
     plan = build_plan(problem, solution, seconds=seconds, seed=seed)
-    found = validate_plan(portfolio, jobs, plan.table)
+    found = validate_plan(portfolio, jobs, plan.table, pairs)
     # As in placement.solve: a required job left unplaced is reported, not a broken plan.
     bad = [v for v in found if v.kind != "required"]
     return {"objective": plan.summary["objective"], "valid": not bad, "violations": len(bad),
@@ -75,7 +76,7 @@ def _validate(portfolio: Any, jobs: Any, problem: Any, solution: Any, seconds: f
 
 
 def _child_ours(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    portfolio, jobs = _load(task)
+    portfolio, jobs, pairs = _load(task)
     opts = SolveOptions(solver="auto", backend=task["backend"], time_limit_s=task["time_limit"], seed=task["seed"],
                         threads=task["threads"])
     send("phase", "solve")
@@ -87,7 +88,7 @@ def _child_ours(task: dict[str, Any], send: Any) -> dict[str, Any]:
         send("progress", *traj[-1])
 
     try:
-        plan = solve(portfolio, jobs, None, opts, on_progress=progress)
+        plan = solve(portfolio, jobs, pairs, opts, on_progress=progress)
     except InvalidPlanError as exc:
         return {"built": True, "status": "invalid", "valid": False, "note": str(exc)[:500],
                 "seconds": time.monotonic() - t0, "trajectory": traj, "peak_rss_mb": peak_rss_mb()}
@@ -113,9 +114,9 @@ def _child_ours(task: dict[str, Any], send: Any) -> dict[str, Any]:
 
 
 def _child_peer(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    portfolio, jobs = _load(task)
+    portfolio, jobs, pairs = _load(task)
     t = time.monotonic()
-    problem = compile_problem(portfolio, jobs)
+    problem = compile_problem(portfolio, jobs, pairs)
     compile_s = time.monotonic() - t
     r = peers.run(task["solver"], problem, task["time_limit"], task["seed"], threads=task["threads"],
                   on_progress=lambda *a: send("progress", *a), on_phase=lambda ph: send("phase", ph))
@@ -123,15 +124,15 @@ def _child_peer(task: dict[str, Any], send: Any) -> dict[str, Any]:
     out["compile_seconds"] = compile_s
     out["peak_rss_mb"] = peak_rss_mb()
     if r.solution is not None:
-        out.update(_validate(portfolio, jobs, problem, r.solution, r.seconds, task["seed"]))
+        out.update(_validate(portfolio, jobs, pairs, problem, r.solution, r.seconds, task["seed"]))
         if abs(out["objective"] - r.objective) > 1e-6 * max(1.0, abs(r.objective)):
             out["note"] += f"; peer objective {r.objective:.2f} != plan objective {out['objective']:.2f}"
     return out
 
 
 def _child_kernel(task: dict[str, Any], send: Any) -> dict[str, Any]:
-    portfolio, jobs = _load(task)
-    problem = compile_problem(portfolio, jobs)
+    portfolio, jobs, pairs = _load(task)
+    problem = compile_problem(portfolio, jobs, pairs)
     P = problem
     n_cand = candidate_count(P)
     out: dict[str, Any] = {"candidates": n_cand, "jobs": P.n_jobs, "pools": P.n_pools, "sites": P.n_sites}
@@ -163,12 +164,12 @@ def _child_kernel(task: dict[str, Any], send: Any) -> dict[str, Any]:
 
 def _child_warmup(task: dict[str, Any], send: Any) -> dict[str, Any]:
     """Fill Numba's on-disk caches (our kernels, FFD) so no timed run pays for compilation."""
-    portfolio, jobs = _load(task)
+    portfolio, jobs, pairs = _load(task)
     send("phase", "solve")
     t = time.monotonic()
-    solve(portfolio, jobs, None, SolveOptions(solver="auto", backend=task["backend"], time_limit_s=1.0,
+    solve(portfolio, jobs, pairs, SolveOptions(solver="auto", backend=task["backend"], time_limit_s=1.0,
                                               threads=task["threads"]))
-    peers.run("ffd", compile_problem(portfolio, jobs), 1.0, task["seed"])
+    peers.run("ffd", compile_problem(portfolio, jobs, pairs), 1.0, task["seed"])
     return {"status": "ok", "seconds": time.monotonic() - t}
 
 

@@ -79,7 +79,7 @@ def task_overhead(kind: str, workers: int, shared: SweepInputs) -> dict[str, flo
 def run(size_name: str, family: str, time_limit: float, workers: list[int], executors: list[str], seed: int,
         backend: str) -> dict[str, Any]:
     size = parse_sizes(size_name)[0]
-    portfolio, jobs = load(instance(family, size, seed))
+    portfolio, jobs, _ = load(instance(family, size, seed))
     scenarios = bench_scenarios(portfolio)
     options = SolveOptions(time_limit_s=time_limit, seed=seed, backend=backend)
     problem = compile_problem(portfolio, jobs, None, options)

@@ -152,18 +152,28 @@ def _subscribe(h: highspy.Highs, im: IntModel, fn: Progress, total_net: np.ndarr
     h.cbMipImprovingSolution.subscribe(improving)
 
 
-def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float, threads: int | None = None) -> np.ndarray | None:
-    """The LP relaxation of ``im`` maximising ``cost · x`` (one entry per column); None if unsolved in time."""
+def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float,
+                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column values, row duals) of the LP relaxation of ``im`` maximising ``cost · x``;
+    None if unsolved in time.
+
+    Interior point without crossover: at 128k candidates it solves in under a second where
+    simplex takes several. The duals only price a Lagrangian bound, which is valid at any
+    prices, so their accuracy affects the bound's tightness, never its validity.
+    """
     left = deadline - time.monotonic()
     if left <= 0:
         return None
     h = new_highs(threads)
     _load(h, im)
-    h.changeColsIntegrality(im.n_cols, np.arange(im.n_cols, dtype=np.int32),
-                            np.full(im.n_cols, highspy.HighsVarType.kContinuous))
-    h.changeColsCost(im.n_cols, np.arange(im.n_cols, dtype=np.int32), cost.astype(np.float64))
+    everything = np.arange(im.n_cols, dtype=np.int32)
+    h.changeColsIntegrality(im.n_cols, everything, np.full(im.n_cols, highspy.HighsVarType.kContinuous))
+    h.changeColsCost(im.n_cols, everything, cost.astype(np.float64))
+    h.setOptionValue("solver", "ipm")
+    h.setOptionValue("run_crossover", "off")
     h.setOptionValue("time_limit", float(left))
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
-    return np.asarray(h.getSolution().col_value, np.float64)
+    sol = h.getSolution()
+    return np.asarray(sol.col_value, np.float64), np.asarray(sol.row_dual, np.float64)

@@ -81,6 +81,8 @@ class IntModel:
     n_units: int  # Σ units of jobs with a candidate (rounding slack count)
     aux_ptr: np.ndarray  # CSR over the non-candidate columns: each is 1 iff any member candidate is > 0
     aux_cand: np.ndarray
+    pool_row: np.ndarray  # per pool, its GPU row (-1: it cannot bind)
+    site_row: np.ndarray  # per site, its watts row (-1: it cannot bind)
 
     def complete(self, cand_values: np.ndarray) -> np.ndarray:
         """Every column's value from the candidates' (the flags follow from them)."""
@@ -229,12 +231,16 @@ def build_int_model(problem: Problem, cand, required_hard: bool) -> IntModel:
     g = P.job_gpus_unit[c.job]
     pools, pool_of = _dense(c.pool)
     bind = np.flatnonzero(_binding(g, pool_of, P.pool_gpus[pools], c.ub))
+    pool_row = np.full(P.n_pools, -1, np.int64)
+    pool_row[pools[bind]] = rows.n + np.arange(len(bind))
     sel = np.isin(pool_of, bind)
     rows.add(np.searchsorted(bind, pool_of[sel]), cand_i[sel], g[sel],
              lo=np.full(len(bind), -NO_LIMIT), hi=P.pool_gpus[pools[bind]])
     cap_w = to_int(P.site_cap_mw * WATTS_PER_MW, up=False)
     sites, site_of = _dense(c.site)
     bind = np.flatnonzero(_binding(c.watts, site_of, cap_w[sites], c.ub))
+    site_row = np.full(P.n_sites, -1, np.int64)
+    site_row[sites[bind]] = rows.n + np.arange(len(bind))
     sel = np.isin(site_of, bind)
     rows.add(np.searchsorted(bind, site_of[sel]), cand_i[sel], c.watts[sel],
              lo=np.full(len(bind), -NO_LIMIT), hi=cap_w[sites[bind]])
@@ -244,7 +250,7 @@ def build_int_model(problem: Problem, cand, required_hard: bool) -> IntModel:
     aux_ptr = np.concatenate([[0], np.cumsum([len(m) for m in members])]).astype(np.int64)
     aux_cand = np.concatenate(members).astype(np.int64) if members else np.zeros(0, np.int64)
     return IntModel(n, np.concatenate(lb), np.concatenate(ub), lo, hi, ptr, col, val, stages,
-                    int(units.sum()), aux_ptr, aux_cand)
+                    int(units.sum()), aux_ptr, aux_cand, pool_row, site_row)
 
 
 def _migration_rows(P: Problem, c, rows: _Rows, lb: list, ub: list, n_cols: int, members: list) -> int:

@@ -19,6 +19,8 @@ from placement.core.solution import Reason, Solution, tier_objectives
 from placement.solvers import lns, local_search
 from placement.solvers.candidates import Candidates, eligible_candidates
 from placement.solvers.compare import better
+from placement.solvers.int_model import WATTS_PER_MW, build_int_model
+from placement.solvers.lagrangian import evaluate_dual
 from placement.solvers.greedy import fill_unplaced
 from placement.solvers.reasons import explain_unplaced
 
@@ -98,11 +100,46 @@ def construct_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: In
     return True
 
 
-def tight_search_stage(P: Problem, inc: Incumbent, cand: Candidates, deadline: float) -> None:
-    """Shifts and swaps of the placed gangs under an adaptive overload penalty."""
+def tight_search_stage(P: Problem, inc: Incumbent, cand: Candidates, deadline: float,
+                       start: np.ndarray | None = None) -> None:
+    """Shifts and swaps of the placed gangs under an adaptive overload penalty (from ``start`` if given)."""
     from placement.solvers.tight_search import improve_tight  # noqa: PLC0415  (numba import is slow)
 
-    inc.offer(improve_tight(P, cand, inc.best, deadline=deadline))
+    inc.offer(improve_tight(P, cand, inc.best, deadline=deadline, start=start))
+
+
+def relaxation_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent, cand: Candidates,
+                     deadline: float) -> np.ndarray | None:
+    """The exact model's LP relaxation: a Lagrangian bound at its duals, and its rounding.
+
+    The LP maximises the net value summed over tiers; its duals (site watts and pool GPU rows)
+    are only prices, and the Lagrangian value is a valid bound at any nonnegative prices. Both
+    sign conventions of the duals are tried (the smaller bound wins), so a solver's sign choice
+    cannot matter. Returns each job's candidate with the largest LP share (-1: none), a start
+    for the penalty search, or None when the LP was not solved in time.
+    """
+    from placement.solvers.engine_highs import solve_relaxation  # noqa: PLC0415  (highspy import is slow)
+
+    im = build_int_model(P, cand, required_hard=True)
+    cost = np.zeros(im.n_cols)
+    cost[: im.n_cand] = cand.net
+    lp = solve_relaxation(im, cost, deadline, options.threads)
+    if lp is None:
+        return None
+    x, duals = lp
+    jobs = np.flatnonzero(np.bincount(cand.job, minlength=P.n_jobs) > 0).astype(np.int64)
+    for sign in (1.0, -1.0):
+        lam = np.where(im.site_row >= 0, np.maximum(sign * duals[im.site_row], 0.0) * WATTS_PER_MW, 0.0)
+        mu = np.where(im.pool_row >= 0, np.maximum(sign * duals[im.pool_row], 0.0), 0.0)
+        inc.tighten(evaluate_dual(P, kernels, jobs, lam, mu))
+    share = x[: im.n_cand]
+    order = np.lexsort((-share, cand.job))  # per job, its largest share first
+    first = np.searchsorted(cand.job[order], np.arange(P.n_jobs))
+    start = np.full(P.n_jobs, -1, np.int64)
+    has = first < len(order)
+    has[has] &= cand.job[order[first[has]]] == np.flatnonzero(has)
+    start[has] = order[first[has]]
+    return start
 
 
 def fill_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent) -> None:

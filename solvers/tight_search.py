@@ -31,6 +31,8 @@ from placement.solvers.int_model import WATTS_PER_MW, to_int
 # Penalty weights grow by this factor at an overloaded resource and shrink by it elsewhere.
 ADAPT = 1.3
 ROUNDS_PER_CALL = 1
+# Passes over the gangs per call, so the caller sees its deadline often on large instances.
+PASSES_PER_CALL = 2
 # Pools per gang where swap partners are looked for: its cheapest candidates.
 SWAP_TARGETS = 8
 # Local optima in a row that did not improve the best plan before the search stops.
@@ -120,8 +122,9 @@ def _swap_delta(j, k, cj2, ck2, assign, c_site, c_pool, c_g, c_w, c_cost, site_l
 
 @njit(cache=True)
 def _descend(jobs, assign, job_ptr, c_site, c_pool, c_g, c_w, c_cost, site_load, site_cap, pool_load, pool_cap,
-             alpha, beta, targets, n_targets):
-    """Best-improvement per gang (shift or swap) until no move lowers the penalised objective.
+             alpha, beta, targets, n_targets, max_passes):
+    """Best-improvement per gang (shift or swap) until no move lowers the penalised objective,
+    or ``max_passes`` passes over the gangs; returns (moves, whether a local optimum was reached).
 
     Swaps of gang j consider only partners on j's ``n_targets`` cheapest pools (``targets``,
     a CSR in the candidates' layout): the others rarely pay, and the full O(n²) scan per pass
@@ -129,8 +132,10 @@ def _descend(jobs, assign, job_ptr, c_site, c_pool, c_g, c_w, c_cost, site_load,
     """
     improved = True
     moves = 0
+    passes = 0
     is_target = np.zeros(len(pool_cap), np.bool_)
-    while improved:
+    while improved and passes < max_passes:
+        passes += 1
         improved = False
         for a in range(len(jobs)):
             j = jobs[a]
@@ -165,7 +170,7 @@ def _descend(jobs, assign, job_ptr, c_site, c_pool, c_g, c_w, c_cost, site_load,
                 _apply(j, best_c, assign, c_site, c_pool, c_g, c_w, site_load, pool_load)
                 improved = True
                 moves += 1
-    return moves
+    return moves, not improved
 
 
 @njit(cache=True)
@@ -174,8 +179,11 @@ def _rounds(n_rounds, jobs, assign, best_assign, best_cost, job_ptr, c_site, c_p
     """Descents with penalty updates in between; returns (best cost, stale count, moves)."""
     moves = 0
     for _ in range(n_rounds):
-        moves += _descend(jobs, assign, job_ptr, c_site, c_pool, c_g, c_w, c_cost, site_load, site_cap, pool_load,
-                          pool_cap, alpha, beta, targets, n_targets)
+        m, done = _descend(jobs, assign, job_ptr, c_site, c_pool, c_g, c_w, c_cost, site_load, site_cap, pool_load,
+                           pool_cap, alpha, beta, targets, n_targets, PASSES_PER_CALL)
+        moves += m
+        if not done:  # not at a local optimum yet: the caller checks its deadline, then goes on
+            return best_cost, stale, moves
         feasible = True
         for s in range(len(site_cap)):
             if site_load[s] > site_cap[s]:
@@ -203,11 +211,15 @@ def _rounds(n_rounds, jobs, assign, best_assign, best_cost, job_ptr, c_site, c_p
     return best_cost, stale, moves
 
 
-def improve_tight(problem: Problem, cand: Candidates, incumbent: Solution, *, deadline: float) -> Solution:
+def improve_tight(problem: Problem, cand: Candidates, incumbent: Solution, *, deadline: float,
+                  start: np.ndarray | None = None) -> Solution:
     """The incumbent with its placed gangs re-assigned by the penalty search; never worse.
 
     ``cand``: the eligible candidates (``candidates.eligible_candidates``, kept where ub ≥ 1), in
     job-then-pool order. Services, pinned gangs and gangs whose row is not a candidate stay.
+    ``start`` (a candidate index per job, e.g. the LP relaxation's largest share) is where the
+    search begins, feasible or not, for the gangs the incumbent places; the incumbent stays the
+    best plan until a better feasible one is found.
     """
     P, S = problem, incumbent
     gang_row = (P.job_kind[S.row_job] == 0) & ~P.job_pinned[S.row_job]
@@ -230,12 +242,18 @@ def improve_tight(problem: Problem, cand: Candidates, incumbent: Solution, *, de
     if (site_load > site_cap).any() or (pool_load > pool_cap).any():
         return S  # the incumbent must be feasible in the exact model's integer watts
     cost = -cand.net
+    best_assign, best_cost = assign.copy(), float(cost[assign[jobs]].sum())
+    if start is not None:
+        ok = (start[jobs] >= 0) & (cand.job[np.maximum(start[jobs], 0)] == jobs)
+        assign[jobs[ok]] = start[jobs[ok]]
+        site_load = np.bincount(cand.site[assign[jobs]], weights=cand.watts[assign[jobs]],
+                                minlength=P.n_sites).astype(np.int64)
+        pool_load = np.bincount(cand.pool[assign[jobs]], weights=g[assign[jobs]], minlength=P.n_pools).astype(np.int64)
     spread = np.array([np.ptp(cost[job_ptr[j]:job_ptr[j + 1]]) for j in jobs])
     alpha = np.full(P.n_sites, max(float(spread.mean()), 1e-6) / max(float(cand.watts.mean()), 1.0))
     beta = np.full(P.n_pools, max(float(spread.mean()), 1e-6) / max(float(g.mean()), 1.0))
     # Each job's candidates by cost, cheapest first, in the candidates' CSR layout.
     targets = np.lexsort((cost, cand.job)).astype(np.int64)
-    best_assign, best_cost = assign.copy(), float(cost[assign[jobs]].sum())
     start_cost, stale, moves = best_cost, 0, 0
     while time.monotonic() < deadline and stale < PATIENCE:
         best_cost, stale, m = _rounds(ROUNDS_PER_CALL, jobs, assign, best_assign, best_cost, job_ptr, cand.site,

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 
 from placement.io.config import load_config, portfolio_from_dict
-from placement.generate.families import FAMILIES, generate, write_instance
+from placement.generate.families import SHAPED_FAMILIES, generate, write_instance
 from placement.io.tables import read_jobs
 from placement.model.jobs import JOB_COLUMNS, validate_jobs
 from placement.core.problem import Filter, compile_problem
@@ -23,7 +23,7 @@ def _load(toml: Path, parquet: Path):
     return portfolio, read_jobs(parquet, portfolio)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SHAPED_FAMILIES)
 def test_family_writes_files_that_load(family: str, tmp_path: Path) -> None:
     """Each family at 300 jobs x 10 sites writes a portfolio and jobs that load and validate."""
     toml, parquet = write_instance(family, 300, 10, seed=1, out_dir=tmp_path)
@@ -36,7 +36,7 @@ def test_family_writes_files_that_load(family: str, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.parquet", "portfolio.toml"]  # no temp files
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SHAPED_FAMILIES)
 def test_every_job_has_an_eligible_site(family: str) -> None:
     """Generated jobs are all eligible somewhere (filters leave none without a candidate)."""
     config, jobs = generate(family, 400, 12, seed=3)
@@ -150,7 +150,7 @@ def test_hyperscale_has_an_offline_site_and_liquid_pools() -> None:
     assert all("liquid" in s.cooling for s in portfolio.sites if "GB200" in s.pools)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", SHAPED_FAMILIES)
 def test_generate_on_base_portfolio(family: str, tmp_path: Path) -> None:
     """With base=neocloud-1gw the sites are reused and demand is sized to the portfolio."""
     base_path = CONFIGS / "neocloud-1gw.toml"

@@ -99,21 +99,23 @@ def validate(
 
 @app.command()
 def generate(
-    family: Annotated[str, typer.Argument(help="neocloud | frontier | inference | power-bound | gpu-bound")],
+    family: Annotated[str, typer.Argument(help=" | ".join(FAMILIES))],
     n_jobs: Annotated[int, typer.Option("--jobs", min=1, help="number of jobs")],
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")],
     n_sites: Annotated[int, typer.Option("--sites", min=1, help="number of sites (ignored with --portfolio)")] = 20,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     portfolio: Annotated[Optional[Path], typer.Option("--portfolio", help="use this config's sites instead of synthetic ones")] = None,
 ) -> None:
-    """Write DIR/portfolio.toml and DIR/jobs.parquet for an instance family."""
+    """Write DIR/portfolio.toml and DIR/jobs.parquet (and DIR/pairs.parquet for tight-d/tight-e) for an instance family."""
     if family not in FAMILIES:
         raise fail(InputError("command line", [("FAMILY", f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")]))
     try:
         paths = write_instance(family, n_jobs, n_sites, seed, out_dir, base_config=portfolio)
     except InputError as exc:
         raise fail(exc) from None
-    out.print(f"wrote {paths[0]} and {paths[1]}")
+    except ValueError as exc:  # an option that does not apply to the family
+        raise fail(InputError("command line", [("--portfolio", str(exc))])) from None
+    out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False, markup=False)
 
 
 @app.command()

@@ -48,12 +48,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tomli_w
 
+from placement.generate.tight import TIGHT_FAMILIES, generate_tight
 from placement.io.config import gpu_catalog, load_config
 from placement.io.tables import atomic_write
 from placement.model.jobs import job_schema
 from placement.model.portfolio import Portfolio
 
-FAMILIES = ("neocloud", "frontier", "inference", "power-bound", "gpu-bound")
+SHAPED_FAMILIES = ("neocloud", "frontier", "inference", "power-bound", "gpu-bound")
+FAMILIES = SHAPED_FAMILIES + TIGHT_FAMILIES
 log = logging.getLogger("placement")
 SOURCES = "shared/REFERENCE-DATA.md §1-5, shared/REAL-PORTFOLIOS.md (see placement/generate.py)"
 
@@ -186,7 +188,7 @@ def generate(family: str, n_jobs: int, n_sites: int, seed: int,
     With ``base`` its sites are reused (``n_sites`` ignored) and job sizes scaled to its capacity.
     """
     if family not in SPECS:
-        raise ValueError(f"unknown family '{family}': expected one of {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown family '{family}': expected one of {', '.join(SHAPED_FAMILIES)}")
     if n_jobs < 1 or (base is None and n_sites < 1):
         raise ValueError("n_jobs and n_sites must be >= 1")
     fam = SPECS[family]
@@ -279,23 +281,29 @@ def generate(family: str, n_jobs: int, n_sites: int, seed: int,
 
 
 def write_instance(family: str, n_jobs: int, n_sites: int, seed: int, out_dir: Path,
-                   base_config: Path | None = None) -> tuple[Path, Path]:
-    """Write ``out_dir/portfolio.toml`` and ``out_dir/jobs.parquet`` atomically; return both paths."""
+                   base_config: Path | None = None) -> tuple[Path, ...]:
+    """Write ``out_dir/portfolio.toml``, ``out_dir/jobs.parquet`` and, for the ``tight`` families,
+    ``out_dir/pairs.parquet``, each atomically; return the paths written."""
     out_dir = Path(out_dir)
-    base = load_config(base_config).portfolio if base_config is not None else None
-    config, jobs = generate(family, n_jobs, n_sites, seed, base)
+    if family in TIGHT_FAMILIES:
+        if base_config is not None:
+            raise ValueError(f"family '{family}' makes its own sites: --portfolio does not apply")
+        config, jobs, pairs = generate_tight(family, n_jobs, n_sites, seed)
+        sources = "generalized-assignment recipes (placement/generate/tight.py)"
+    else:
+        base = load_config(base_config).portfolio if base_config is not None else None
+        (config, jobs), pairs, sources = generate(family, n_jobs, n_sites, seed, base), None, SOURCES
     where = f"base={base_config}" if base_config is not None else f"n_sites={n_sites}"
     header = (f"# placement generate: family={family} seed={seed} n_jobs={n_jobs} {where}\n"
-              f"# sources: {SOURCES}\n")
+              f"# sources: {sources}\n")
     text = header + tomli_w.dumps(config)
-    toml_path, jobs_path = out_dir / "portfolio.toml", out_dir / "jobs.parquet"
-
-    def write_toml(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    atomic_write(toml_path, write_toml)
-    atomic_write(jobs_path, lambda p: pq.write_table(jobs, p))
-    return toml_path, jobs_path
+    paths = [out_dir / "portfolio.toml", out_dir / "jobs.parquet"]
+    atomic_write(paths[0], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(paths[1], lambda tmp: pq.write_table(jobs, tmp))
+    if pairs is not None:
+        paths.append(out_dir / "pairs.parquet")
+        atomic_write(paths[2], lambda tmp: pq.write_table(pairs, tmp))
+    return tuple(paths)
 
 
 def _categorical(weights: dict[int, float], n: int, rng: np.random.Generator) -> np.ndarray:

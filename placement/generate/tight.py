@@ -30,8 +30,12 @@ VALUE_USD_PER_HOUR = 10_000.0  # above every cost, so placing a job always pays
 CAPACITY_RATIO = 0.8
 
 
-def gap_data(kind: str, n_sites: int, n_jobs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(r, c, b) for type ``'D'`` or ``'E'``: r and c of shape (sites, jobs), b per site; int64."""
+def gap_data(kind: str, n_sites: int, n_jobs: int, seed: int,
+             capacity_ratio: float = CAPACITY_RATIO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r, c, b) for type ``'D'`` or ``'E'``: r and c of shape (sites, jobs), b per site; int64.
+
+    ``capacity_ratio`` below the recipes' 0.8 makes instances tighter (infeasible well below it).
+    """
     rng = np.random.default_rng([seed, n_sites, n_jobs, ord(kind)])
     if kind == "D":
         r = rng.integers(1, 101, size=(n_sites, n_jobs))
@@ -42,22 +46,23 @@ def gap_data(kind: str, n_sites: int, n_jobs: int, seed: int) -> tuple[np.ndarra
         c = np.floor(1000.0 / r - 10 * rng.random((n_sites, n_jobs))).astype(np.int64)
     else:
         raise ValueError(f"unknown generalized-assignment type '{kind}': expected D or E")
-    b = np.floor(CAPACITY_RATIO * r.sum(axis=1) / n_sites).astype(np.int64)
+    b = np.floor(capacity_ratio * r.sum(axis=1) / n_sites).astype(np.int64)
     return r.astype(np.int64), c.astype(np.int64), b
 
 
-def generate_tight(family: str, n_jobs: int, n_sites: int, seed: int) -> tuple[dict[str, Any], pa.Table, pa.Table]:
+def generate_tight(family: str, n_jobs: int, n_sites: int, seed: int,
+                   capacity_ratio: float = CAPACITY_RATIO) -> tuple[dict[str, Any], pa.Table, pa.Table]:
     """``(portfolio config dict, jobs table, pairs table)`` for ``tight-d`` or ``tight-e``."""
     if family not in TIGHT_FAMILIES:
         raise ValueError(f"unknown tight family '{family}': expected one of {', '.join(TIGHT_FAMILIES)}")
     kind = family[-1].upper()
-    r, c, b = gap_data(kind, n_sites, n_jobs, seed)
+    r, c, b = gap_data(kind, n_sites, n_jobs, seed, capacity_ratio)
     sites = [{"id": f"agent-{i:03d}", "region": "gap", "grid_mw": float(b[i]) / 100, "reserve_mw": 0.0,
               "pue": 1.0, "price_usd_per_mwh": 0.0, "carbon_kg_per_mwh": 0.0, "pools": {"H100": n_jobs}}
              for i in range(n_sites)]
     config = {"name": f"{family}-{n_jobs}x{n_sites}-seed{seed}",
               "description": f"Generalized-assignment type {kind}: {n_sites} sites x {n_jobs} required 1-GPU "
-                             f"jobs, capacity {CAPACITY_RATIO} x sum of resource / sites, seed {seed}",
+                             f"jobs, capacity {capacity_ratio} x sum of resource / sites, seed {seed}",
               "sites": sites}
     width = max(6, len(str(n_jobs)))
     ids = [f"job-{j + 1:0{width}d}" for j in range(n_jobs)]
