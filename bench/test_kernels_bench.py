@@ -1,6 +1,6 @@
 """Micro-benchmarks of the kernels on a small instance: ``pytest bench/ --benchmark-only``.
 
-Timings are reported, never asserted (DESIGN.md §7); the full-size runs are ``python -m bench.kernels``.
+Timings are reported, never asserted; the full-size runs are ``python -m bench.kernels``.
 """
 
 from __future__ import annotations

@@ -17,23 +17,19 @@ import logging
 import os
 import threading
 import time
+import typing
 from collections.abc import Callable
 
 import numpy as np
-
 from placement.kernels import Kernels, kernels_for
-from placement.model.portfolio import SolveOptions
-from placement.core.problem import Problem, subproblem
-from placement.core.solution import Reason, Solution, tier_objectives, usage
 from placement.solvers.auction import solve_auction
 from placement.solvers.bounds import relaxed_bound
-from placement.solvers.compare import better, lex_better  # noqa: F401  (lex_better: callers import it here)
+from placement.solvers.compare import better
 from placement.solvers.decomposed import solve_decomposed
 from placement.solvers.greedy import solve_greedy
 from placement.solvers.lp import lp_bound
 from placement.solvers.repair import repair
-from placement.solvers.stages import (  # noqa: F401  (SOLVER_REASONS: callers import it here)
-    SOLVER_REASONS,
+from placement.solvers.stages import (
     Incumbent,
     Progress,
     construct_stage,
@@ -47,9 +43,13 @@ from placement.solvers.stages import (  # noqa: F401  (SOLVER_REASONS: callers i
     tight_search_stage,
 )
 
+from placement.core.problem import Problem, subproblem
+from placement.core.solution import Reason, Solution, tier_objectives, usage
+from placement.model.portfolio import SolveOptions, SolverName
+
 log = logging.getLogger("placement")
 
-SOLVERS = ("auto", "greedy", "exact", "price", "lns", "decomposed")
+SOLVERS = typing.get_args(SolverName)
 # Above this many candidate (job, pool) pairs `auto` does not try to prove optimality.
 EXACT_MAX_CANDIDATES = 5_000
 # Shares of the time limit: construction (tiered LP + price greedy and auction) ends by the first,

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from placement import solve, validate_plan
 from placement.kernels import kernels_for
-from placement.model.portfolio import SolveOptions
-from placement.plan import build_plan
-from placement.core.problem import compile_problem
-from placement.core.solution import Reason, Solution, tier_objectives
 from placement.solvers import pipeline
 from placement.solvers.auction import segmented_accept, solve_auction
+from placement.solvers.stages import Incumbent
+
+from placement import solve, validate_plan
+from placement.core.problem import compile_problem
+from placement.core.solution import Reason, Solution, tier_objectives
+from placement.model.portfolio import SolveOptions
+from placement.plan import build_plan
 from tests.strategies import instances, random_instance, tier_temptation
 
 
@@ -101,7 +102,7 @@ def test_tiers_stay_strict_in_the_tiered_construction(monkeypatch) -> None:
         return Solution(*(np.zeros(0, np.int64),) * 3, np.full(sub.n_jobs, Reason.OUT_VALUED, np.int8), "none")
 
     monkeypatch.setattr(pipeline, "solve_greedy", empty_greedy)
-    inc = pipeline.Incumbent(problem, nothing, np.inf, None)
+    inc = Incumbent(problem, nothing, np.inf, None)
     pipeline.tiered_price_stage(problem, SolveOptions(backend="reference"), kernels, inc, 1e18, 1e18)
     placed = set(problem.job_ids[inc.best.row_job].tolist())
     assert placed == {"high"}

@@ -1,6 +1,6 @@
 """The benchmark runner end to end on a tiny size, so ``python -m bench`` cannot rot (issue 6).
 
-Speed is never asserted here (DESIGN.md §7): only that every solver builds, returns a plan the
+Speed is never asserted here: only that every solver builds, returns a plan the
 validator accepts, and that the JSON, Markdown and PNG files are written.
 """
 

@@ -13,18 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from placement import solve, validate_plan
-from placement.io.config import portfolio_from_dict
-from placement.core.executors import Executor, Task
-from placement.model.jobs import jobs_table
 from placement.kernels import kernels_for
-from placement.model.portfolio import SolveOptions
-from placement.core.problem import MW_TOLERANCE, UNLIMITED, compile_problem
-from placement.core.solution import usage
 from placement.solvers import decomposed, pipeline
+from placement.solvers.compare import lex_better
 from placement.solvers.exact import solve_exact
 from placement.solvers.lp import lp_bound
+
+from placement import solve, validate_plan
+from placement.core.executors import Executor, Task
+from placement.core.problem import MW_TOLERANCE, UNLIMITED, compile_problem
+from placement.core.solution import tier_objectives, usage
+from placement.io.config import portfolio_from_dict
+from placement.model.jobs import jobs_table
+from placement.model.portfolio import SolveOptions
 from tests.strategies import Instance, random_instance
 
 COLUMNS = ["job_id", "status", "site_id", "gpu_type", "replicas"]
@@ -127,7 +128,7 @@ def test_bounds_never_below_the_proven_optimum(seed: int) -> None:
     exact = solve_exact(problem, SolveOptions(time_limit_s=10.0))
     if exact.status != "optimal":
         pytest.skip("not proven")
-    optimum = float(pipeline.tier_objectives(problem, exact).sum())
+    optimum = float(tier_objectives(problem, exact).sum())
     lp = lp_bound(problem, kernels)
     rng = np.random.default_rng(seed)
     prices = [(lp.site_price, lp.pool_price), (lp.site_price * rng.uniform(0, 3, problem.n_sites),
@@ -151,7 +152,7 @@ def test_merged_plans_validate_with_a_valid_bound(inline: None, monkeypatch: pyt
     assert "lns" in stats["stages"] and stats["decomposed"]["bound_lagrangian"] is not None  # parts' LP prices
     if exact.summary["status"] == "optimal":
         assert plan.summary["bound"] >= exact.objective - 1e-6
-        assert not pipeline.lex_better(np.array(_tiers(plan)), np.array(_tiers(exact)))
+        assert not lex_better(np.array(_tiers(plan)), np.array(_tiers(exact)))
 
 
 def _tiers(plan) -> list[float]:
@@ -191,7 +192,7 @@ def test_warm_start_is_kept_unless_beaten(inline: None) -> None:
     inst = random_instance(4, 4, 14)
     first = solve(inst.portfolio, inst.jobs, inst.pairs, _opts())
     again = solve(inst.portfolio, inst.jobs, inst.pairs, _opts(), initial_plan=first.table)
-    assert not pipeline.lex_better(np.array(_tiers(first)), np.array(_tiers(again)))
+    assert not lex_better(np.array(_tiers(first)), np.array(_tiers(again)))
 
 
 def test_process_pool_and_ray_give_the_inline_plan(monkeypatch: pytest.MonkeyPatch) -> None:

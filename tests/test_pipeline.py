@@ -7,13 +7,14 @@ import time
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from placement.kernels import kernels_for
+from placement.solvers import pipeline
+from placement.solvers.compare import lex_better
+from placement.solvers.lp import lp_bound
 
 from placement import solve, validate_plan
-from placement.kernels import kernels_for
-from placement.model.portfolio import SolveOptions
 from placement.core.problem import compile_problem
-from placement.solvers import pipeline
-from placement.solvers.lp import lp_bound
+from placement.model.portfolio import SolveOptions
 from tests.strategies import instances, random_instance, tier_temptation
 
 
@@ -41,7 +42,7 @@ def test_no_bound_below_the_proven_optimum(seed: int) -> None:
         assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
         assert plan.summary["bound"] >= optimum - 1e-6, solver
         # Lexicographically never better than the proven lexicographic optimum.
-        assert not pipeline.lex_better(np.array(_tiers(plan)), np.array(_tiers(exact))), solver
+        assert not lex_better(np.array(_tiers(plan)), np.array(_tiers(exact))), solver
 
 
 @pytest.mark.parametrize("solver", ["greedy", "price", "lns", "auto"])
@@ -108,10 +109,11 @@ def test_price_and_lns_plans_validate(inst) -> None:
 
 def test_local_search_never_worsens_and_stays_valid() -> None:
     """Local search rounds keep the plan valid and never lose objective in any tier order."""
-    from placement.plan import build_plan
     from placement.solvers.greedy import solve_greedy
     from placement.solvers.local_search import improve
+
     from placement.core.solution import tier_objectives
+    from placement.plan import build_plan
 
     for seed in range(15):
         inst = random_instance(seed, 4, 30, with_current=False)
@@ -119,6 +121,6 @@ def test_local_search_never_worsens_and_stays_valid() -> None:
         kernels = kernels_for(problem, "reference")
         start = solve_greedy(problem, SolveOptions(), kernels)
         after = improve(problem, start, kernels, deadline=time.monotonic() + 5)
-        assert not pipeline.lex_better(tier_objectives(problem, start), tier_objectives(problem, after))
+        assert not lex_better(tier_objectives(problem, start), tier_objectives(problem, after))
         plan = build_plan(problem, after, seconds=0.0, seed=0)
         assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []

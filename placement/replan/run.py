@@ -59,6 +59,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from placement.core.objective import unit_terms
 from placement.core.problem import UNLIMITED, Problem, compile_problem
 from placement.core.solution import Reason, Solution, tier_objectives
 from placement.current_plan import PlanRows, read_plan_rows
@@ -67,7 +68,6 @@ from placement.io.columns import text_values
 from placement.io.digest import input_digest
 from placement.io.tables import read_plan_table, write_table
 from placement.kernels import Kernels, kernels_for
-from placement.kernels.reference import unit_terms
 from placement.model.events import EVENT_GRAMMAR as EVENT_GRAMMAR
 from placement.model.events import Curtail as Curtail
 from placement.model.events import Event as Event
@@ -92,7 +92,6 @@ from placement.solvers.bounds import relaxed_bound
 from placement.solvers.lns import improve
 from placement.solvers.pipeline import (
     EXACT_MAX_CANDIDATES,
-    SOLVER_REASONS,
     candidate_count,
     run_pipeline,
 )
@@ -106,6 +105,7 @@ from placement.solvers.repair import (
     settle,
     true_moves,
 )
+from placement.solvers.stages import SOLVER_REASONS
 from placement.validate.validator import validate_plan
 
 # --- the current placement ------------------------------------------------------------------
