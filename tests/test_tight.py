@@ -10,7 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from placement.kernels import kernels_for
+from placement.solvers import pipeline
+from placement.solvers.construct import construct_required
+from placement.solvers.exact import solve_exact
+from placement.solvers.greedy import fill_unplaced, solve_greedy
+from placement.solvers.stages import kept_candidates
+from placement.solvers.tight_search import improve_tight
 
+from bench.tight_gaps import rows
 from placement import solve
 from placement.core.problem import Problem, compile_problem
 from placement.core.solution import Solution
@@ -18,16 +26,9 @@ from placement.generate.families import write_instance
 from placement.generate.tight import TIGHT_FAMILIES, generate_tight
 from placement.io.config import load_config, portfolio_from_dict
 from placement.io.tables import read_jobs, read_pairs
-from placement.kernels import kernels_for
 from placement.model.jobs import validate_jobs, validate_pairs
 from placement.model.portfolio import SolveOptions
 from placement.plan import build_plan
-from placement.solvers import pipeline
-from placement.solvers.construct import construct_required
-from placement.solvers.exact import solve_exact
-from placement.solvers.greedy import fill_unplaced, solve_greedy
-from placement.solvers.stages import kept_candidates
-from placement.solvers.tight_search import improve_tight
 from placement.validate import validate_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +163,15 @@ def test_a_stage_that_raises_is_dropped_and_named(monkeypatch: pytest.MonkeyPatc
     assert "RuntimeError: engine failed" in failed[0]["error"]
     assert plan.summary["required_unplaced"] == []  # the construction's plan survived
     assert validate_plan(portfolio, jobs, plan.table, pairs) == []
+
+
+def test_tight_gaps_table_reads_costs_from_a_results_document() -> None:
+    """``bench.tight_gaps`` turns objectives into assignment costs against the run's best bound."""
+    ok = {"valid": True, "jobs_placed": 10}
+    doc = {"instances": [{"family": "tight-d", "sites": 2, "jobs": 10, "best_bound": 99_900.0, "results": {
+        "ours": {**ok, "objective": 99_890.0}, "cpsat": {**ok, "objective": 99_880.0},
+        "highs": {"valid": True, "jobs_placed": 9, "objective": 99_990.0}}}]}
+    (row,) = rows(doc)
+    assert row["bound_cost"] == 100.0 and row["ours_cost"] == 110.0 and row["cpsat_cost"] == 120.0
+    assert row["highs_cost"] is None  # a plan missing a required job has no assignment cost
+    assert abs(row["ours_gap"] - 0.10) < 1e-12 and abs(row["ours_vs_best"]) < 1e-12
