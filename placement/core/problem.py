@@ -152,134 +152,63 @@ def compile_problem(
     pairs: pa.Table | None = None,
     options: SolveOptions | None = None,
 ) -> Problem:
-    """Compile validated inputs into arrays. ``jobs``/``pairs`` come from ``placement.model.jobs``."""
+    """Compile validated inputs into arrays. ``jobs``/``pairs`` come from ``placement.model.jobs``.
+
+    Steps: pools (one per site and GPU type), the job columns, eligibility classes, the
+    per-job filters (gang size and inventory against the class's best pool, then pinned and
+    forbidden pairs), and the pair overrides.
+    """
     options = options or portfolio.solve
     sites = portfolio.sites
     type_names = list(portfolio.gpu_types)
     type_index = {t: i for i, t in enumerate(type_names)}
     site_index = {s.id: i for i, s in enumerate(sites)}
-    regions = sorted({s.region for s in sites})
-    region_index = {r: i for i, r in enumerate(regions)}
-
-    pool_site, pool_type, pool_gpus, pool_kw = [], [], [], []
-    for si, s in enumerate(sites):
-        for t in sorted(s.pools, key=type_index.__getitem__):
-            pool_site.append(si)
-            pool_type.append(type_index[t])
-            pool_gpus.append(s.pools[t].gpus)
-            pool_kw.append(s.pools[t].kw_per_gpu or portfolio.gpu_types[t].kw_per_gpu)
-    pool_of = {(pool_site[p], pool_type[p]): p for p in range(len(pool_site))}
-    pool_site_a = np.asarray(pool_site, np.int64)
-    pool_type_a = np.asarray(pool_type, np.int64)
-
+    region_index = {r: i for i, r in enumerate(sorted({s.region for s in sites}))}
+    pools = _pools(portfolio, type_index)
     n = jobs.num_rows
-
-    def col(name: str) -> pa.ChunkedArray:
-        return jobs.column(name)
-
-    def ints(name: str) -> np.ndarray:
-        return col(name).to_numpy().astype(np.int64)
-
-    kind = (pc.equal(col("kind"), "inference")).to_numpy(zero_copy_only=False).astype(np.int8)
-    units = np.where(kind == 1, ints("replicas"), 1).astype(np.int64)
-    gpus_unit = np.where(kind == 1, ints("gpus_per_replica"), ints("gpus")).astype(np.int64)
-    value = col("value_usd_per_hour").to_numpy().astype(np.float64)
-    priority = ints("priority")
-    _, tier = np.unique(priority, return_inverse=True)
-    share = col("max_share_per_site").to_numpy()
-    max_units = np.where(kind == 1, np.floor(share * units + 1e-9), 1).astype(np.int64)
-    min_sites = np.where(kind == 1, ints("min_sites"), 1).astype(np.int64)
-    kw_override = pc.fill_null(col("kw_per_gpu"), 0.0).to_numpy().astype(np.float64)
-    mig = col("migration_cost_usd").to_numpy().astype(np.float64)
-
-    tenant_enc = col("tenant").combine_chunks().dictionary_encode()
-    tenant_names = [str(x) for x in tenant_enc.dictionary.to_pylist()]
-    tenant_codes = tenant_enc.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    current_pool = _current_pools(jobs, site_index, type_index, pool_of)
-
-    # Eligibility classes: unique combinations of the class key columns.
-    key_cols = ["kind", "gpu_types", "regions", "tenant", "demand_region", "max_latency_ms"]
-    job_class = np.zeros(n, np.int64)
-    for c in key_cols:
-        # Mixed-radix combine, re-densified after each column so the key never overflows
-        # (np.unique over rows of a 2-D array sorts structured values: 10x slower at 1M jobs).
-        codes = _codes(col(c))
-        key = job_class * (int(codes.max()) + 1 if n else 1) + codes
-        _, job_class = np.unique(key, return_inverse=True)
-        job_class = job_class.reshape(-1).astype(np.int64)
-    n_classes = int(job_class.max()) + 1 if n else 0
-    first_row = np.zeros(n_classes, np.int64)
-    first_row[job_class[::-1]] = np.arange(n)[::-1]
-    class_ptr = [0]
-    class_pool: list[np.ndarray] = []
-    class_speed: list[np.ndarray] = []
-    class_filter = np.zeros(n_classes, np.int8)
-    pool_view = _PoolView(portfolio, np.asarray(pool_site, np.int64), np.asarray(pool_type, np.int64), type_names)
-    key_rows = jobs.select(key_cols).take(pa.array(first_row)).to_pylist()
-    for c, key in enumerate(key_rows):
-        pools, speeds, why = pool_view.eligible(key)
-        class_pool.append(pools)
-        class_speed.append(speeds)
-        class_ptr.append(class_ptr[-1] + len(pools))
-        class_filter[c] = why
-    class_ptr_a = np.asarray(class_ptr, np.int64)
-    class_pool_a = np.concatenate(class_pool).astype(np.int64) if class_pool else np.zeros(0, np.int64)
-
+    cols = _job_columns(jobs)
+    current_pool = _current_pools(jobs, site_index, type_index, pools.index)
+    classes = _classes(portfolio, jobs, pools, type_names)
     site_max_gang = np.array([s.max_gang_gpus or UNLIMITED for s in sites], np.int64)
-    job_filter = class_filter[job_class].copy()
-    # Per-job filters within a class: gang size and inventory against the class's best pool.
-    best_gang = np.zeros(n_classes, np.int64)
-    best_inv = np.zeros(n_classes, np.int64)
-    pool_gpus_a = np.asarray(pool_gpus, np.int64)
-    for c in range(n_classes):
-        ps = class_pool_a[class_ptr_a[c]:class_ptr_a[c + 1]]
-        if ps.size:
-            best_gang[c] = site_max_gang[pool_site_a[ps]].max()
-            best_inv[c] = pool_gpus_a[ps].max()
-    ok = job_filter == Filter.OK
-    job_filter[ok & (kind == 0) & (gpus_unit > best_gang[job_class])] = Filter.GANG_SIZE
-    ok = job_filter == Filter.OK
-    job_filter[ok & (gpus_unit > best_inv[job_class])] = Filter.INVENTORY
-
-    pinned = col("pinned").to_numpy(zero_copy_only=False).astype(bool)
+    job_filter = _size_filters(classes, cols, pools, site_max_gang)
     pair_ptr, pair_pool, pair_extra, pair_mw, pair_forbidden = _compile_pairs(
-        pairs, jobs, n, site_index, type_index, pool_site_a, pool_type_a
+        pairs, jobs, n, site_index, type_index, pools.site, pools.type
     )
-    _per_job_filters(job_filter, pinned, current_pool, job_class, class_ptr_a, class_pool_a,
+    _per_job_filters(job_filter, cols["pinned"], current_pool, classes.job_class, classes.ptr, classes.pool,
                      pair_ptr, pair_pool, pair_forbidden)
-
+    mig = cols["migration_usd"]
     return Problem(
         site_ids=[s.id for s in sites],
         site_region=np.array([region_index[s.region] for s in sites], np.int32),
         **_site_figures(portfolio),
         site_max_gang=site_max_gang,
         type_names=type_names,
-        pool_site=pool_site_a,
-        pool_type=pool_type_a,
-        pool_gpus=pool_gpus_a,
-        pool_kw_per_gpu=np.asarray(pool_kw, np.float64),
-        job_ids=col("id").to_numpy(zero_copy_only=False),
-        job_kind=kind,
-        tenant_names=tenant_names,
-        job_tenant=tenant_codes,
-        job_priority=priority,
-        job_tier=tier.reshape(-1).astype(np.int64),
-        job_units=units,
-        job_gpus_unit=gpus_unit,
-        job_value_unit=value / units,
-        job_kw_per_gpu=kw_override,
-        job_required=col("required").to_numpy(zero_copy_only=False).astype(bool),
-        job_pinned=pinned,
+        pool_site=pools.site,
+        pool_type=pools.type,
+        pool_gpus=pools.gpus,
+        pool_kw_per_gpu=pools.kw,
+        job_ids=jobs.column("id").to_numpy(zero_copy_only=False),
+        job_kind=cols["kind"],
+        tenant_names=cols["tenant_names"],
+        job_tenant=cols["tenant"],
+        job_priority=cols["priority"],
+        job_tier=cols["tier"],
+        job_units=cols["units"],
+        job_gpus_unit=cols["gpus_unit"],
+        job_value_unit=cols["value"] / cols["units"],
+        job_kw_per_gpu=cols["kw_override"],
+        job_required=cols["required"],
+        job_pinned=cols["pinned"],
         job_current_pool=current_pool,
         job_migration_usd=mig,
         job_migration_usd_per_hour=mig / portfolio.objective.migration_horizon_hours,
-        job_min_sites=min_sites,
-        job_max_units_per_site=max_units,
-        job_class=job_class,
+        job_min_sites=cols["min_sites"],
+        job_max_units_per_site=cols["max_units"],
+        job_class=classes.job_class,
         job_filter=job_filter,
-        class_ptr=class_ptr_a,
-        class_pool=class_pool_a,
-        class_speed=np.concatenate(class_speed).astype(np.float64) if class_speed else np.zeros(0),
+        class_ptr=classes.ptr,
+        class_pool=classes.pool,
+        class_speed=classes.speed,
         pair_ptr=pair_ptr,
         pair_pool=pair_pool,
         pair_extra_usd_per_hour=pair_extra,
@@ -289,6 +218,125 @@ def compile_problem(
         max_migration_usd=math.inf if options.max_migration_usd is None else float(options.max_migration_usd),
         meta={"portfolio": portfolio.name},
     )
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """One pool per (site, GPU type), ordered by site then catalog type order."""
+
+    site: np.ndarray
+    type: np.ndarray
+    gpus: np.ndarray
+    kw: np.ndarray
+    index: dict[tuple[int, int], int]  # (site, type) -> pool
+
+
+def _pools(portfolio: Portfolio, type_index: dict[str, int]) -> _Pools:
+    site, typ, gpus, kw = [], [], [], []
+    for si, s in enumerate(portfolio.sites):
+        for t in sorted(s.pools, key=type_index.__getitem__):
+            site.append(si)
+            typ.append(type_index[t])
+            gpus.append(s.pools[t].gpus)
+            kw.append(s.pools[t].kw_per_gpu or portfolio.gpu_types[t].kw_per_gpu)
+    index = {(site[p], typ[p]): p for p in range(len(site))}
+    return _Pools(np.asarray(site, np.int64), np.asarray(typ, np.int64), np.asarray(gpus, np.int64),
+                  np.asarray(kw, np.float64), index)
+
+
+def _job_columns(jobs: pa.Table) -> dict[str, object]:
+    """The per-job arrays read straight from the table: units, sizes, value, tiers, tenants."""
+
+    def col(name: str) -> pa.ChunkedArray:
+        return jobs.column(name)
+
+    def ints(name: str) -> np.ndarray:
+        return col(name).to_numpy().astype(np.int64)
+
+    kind = (pc.equal(col("kind"), "inference")).to_numpy(zero_copy_only=False).astype(np.int8)
+    units = np.where(kind == 1, ints("replicas"), 1).astype(np.int64)
+    priority = ints("priority")
+    _, tier = np.unique(priority, return_inverse=True)
+    share = col("max_share_per_site").to_numpy()
+    tenant_enc = col("tenant").combine_chunks().dictionary_encode()
+    return {
+        "kind": kind,
+        "units": units,
+        "gpus_unit": np.where(kind == 1, ints("gpus_per_replica"), ints("gpus")).astype(np.int64),
+        "value": col("value_usd_per_hour").to_numpy().astype(np.float64),
+        "priority": priority,
+        "tier": tier.reshape(-1).astype(np.int64),
+        "max_units": np.where(kind == 1, np.floor(share * units + 1e-9), 1).astype(np.int64),
+        "min_sites": np.where(kind == 1, ints("min_sites"), 1).astype(np.int64),
+        "kw_override": pc.fill_null(col("kw_per_gpu"), 0.0).to_numpy().astype(np.float64),
+        "migration_usd": col("migration_cost_usd").to_numpy().astype(np.float64),
+        "tenant_names": [str(x) for x in tenant_enc.dictionary.to_pylist()],
+        "tenant": tenant_enc.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+        "required": col("required").to_numpy(zero_copy_only=False).astype(bool),
+        "pinned": col("pinned").to_numpy(zero_copy_only=False).astype(bool),
+    }
+
+
+@dataclass(frozen=True)
+class _Classes:
+    """Eligibility classes: each job's class and, per class, a CSR list of pools and speeds."""
+
+    job_class: np.ndarray
+    ptr: np.ndarray
+    pool: np.ndarray
+    speed: np.ndarray
+    filter: np.ndarray  # Filter per class: why no pool is eligible (OK if some is)
+
+
+CLASS_KEY = ("kind", "gpu_types", "regions", "tenant", "demand_region", "max_latency_ms")
+
+
+def _classes(portfolio: Portfolio, jobs: pa.Table, pools: _Pools, type_names: list[str]) -> _Classes:
+    """Unique combinations of the class key columns, and the pools each admits."""
+    n = jobs.num_rows
+    job_class = np.zeros(n, np.int64)
+    for c in CLASS_KEY:
+        # Mixed-radix combine, re-densified after each column so the key never overflows
+        # (np.unique over rows of a 2-D array sorts structured values: 10x slower at 1M jobs).
+        codes = _codes(jobs.column(c))
+        key = job_class * (int(codes.max()) + 1 if n else 1) + codes
+        _, job_class = np.unique(key, return_inverse=True)
+        job_class = job_class.reshape(-1).astype(np.int64)
+    n_classes = int(job_class.max()) + 1 if n else 0
+    first_row = np.zeros(n_classes, np.int64)
+    first_row[job_class[::-1]] = np.arange(n)[::-1]
+    ptr, class_pool, class_speed = [0], [], []
+    class_filter = np.zeros(n_classes, np.int8)
+    pool_view = _PoolView(portfolio, pools.site, pools.type, type_names)
+    for c, key in enumerate(jobs.select(list(CLASS_KEY)).take(pa.array(first_row)).to_pylist()):
+        eligible, speeds, why = pool_view.eligible(key)
+        class_pool.append(eligible)
+        class_speed.append(speeds)
+        ptr.append(ptr[-1] + len(eligible))
+        class_filter[c] = why
+    return _Classes(job_class, np.asarray(ptr, np.int64),
+                    np.concatenate(class_pool).astype(np.int64) if class_pool else np.zeros(0, np.int64),
+                    np.concatenate(class_speed).astype(np.float64) if class_speed else np.zeros(0),
+                    class_filter)
+
+
+def _size_filters(classes: _Classes, cols: dict, pools: _Pools, site_max_gang: np.ndarray) -> np.ndarray:
+    """Each job's class filter, then gang size and inventory against the class's best pool."""
+    n_classes = len(classes.ptr) - 1
+    job_filter = classes.filter[classes.job_class].copy()
+    best_gang = np.zeros(n_classes, np.int64)
+    best_inv = np.zeros(n_classes, np.int64)
+    for c in range(n_classes):
+        ps = classes.pool[classes.ptr[c]:classes.ptr[c + 1]]
+        if ps.size:
+            best_gang[c] = site_max_gang[pools.site[ps]].max()
+            best_inv[c] = pools.gpus[ps].max()
+    kind, gpus_unit, jc = cols["kind"], cols["gpus_unit"], classes.job_class
+    ok = job_filter == Filter.OK
+    job_filter[ok & (kind == 0) & (gpus_unit > best_gang[jc])] = Filter.GANG_SIZE
+    ok = job_filter == Filter.OK
+    job_filter[ok & (gpus_unit > best_inv[jc])] = Filter.INVENTORY
+    return job_filter
 
 
 def _site_figures(portfolio: Portfolio) -> dict[str, np.ndarray]:
