@@ -166,7 +166,6 @@ def build_int_model(problem: Problem, cand, required_hard: bool) -> IntModel:
     """
     P, c = problem, cand
     n = len(c.job)
-    train = P.job_kind[c.job] == 0
     lb = [np.zeros(n, np.int64)]
     ub = [c.ub.astype(np.int64)]
     rows = _Rows()
@@ -186,47 +185,11 @@ def build_int_model(problem: Problem, cand, required_hard: bool) -> IntModel:
     # One placement per job (one row per job, in job order).
     units = P.job_units[jobs]
     cand_i = np.arange(n)
-    sv = ~train
     rows.add(np.concatenate([job_of, svc]), np.concatenate([cand_i, y_col[svc]]),
              np.concatenate([np.ones(n, np.int64), -units[svc]]),
              lo=np.where(is_train, hard.astype(np.int64), 0), hi=np.where(is_train, 1, 0))
     placed_cols = np.where(is_train, -1, y_col)  # gangs: the job's row sum is its placed flag
-    # Spread per (service, site).
-    inf = np.flatnonzero(sv)
-    if len(inf):
-        js_keys, js_of = _dense(c.job[inf] * P.n_sites + c.site[inf])
-        js_job, js_sum = js_keys // P.n_sites, np.bincount(js_of, weights=c.ub[inf], minlength=len(js_keys))
-        cap = P.job_max_units_per_site[js_job]
-        spread = P.job_min_sites[js_job] > 1
-        zk = np.flatnonzero(spread)
-        z_col = np.full(len(js_keys), -1, np.int64)
-        z_col[zk] = n_cols + np.arange(len(zk))
-        lb.append(np.zeros(len(zk), np.int64))
-        ub.append(np.ones(len(zk), np.int64))
-        order = np.argsort(js_of, kind="stable")
-        by_key = np.split(inf[order], np.flatnonzero(np.diff(js_of[order])) + 1)
-        members += [by_key[k] for k in zk]
-        n_cols += len(zk)
-        # Σ x − min(cap, Σub) · z ≤ 0 and z − Σ x ≤ 0, for spread keys.
-        sel = spread[js_of]
-        kz = np.searchsorted(zk, js_of[sel])
-        big = np.minimum(cap[zk], js_sum[zk].astype(np.int64))
-        rows.add(np.concatenate([kz, np.arange(len(zk))]), np.concatenate([inf[sel], z_col[zk]]),
-                 np.concatenate([np.ones(sel.sum(), np.int64), -big]), lo=np.full(len(zk), -NO_LIMIT), hi=np.zeros(len(zk)))
-        rows.add(np.concatenate([np.arange(len(zk)), kz]), np.concatenate([z_col[zk], inf[sel]]),
-                 np.concatenate([np.ones(len(zk), np.int64), -np.ones(sel.sum(), np.int64)]),
-                 lo=np.full(len(zk), -NO_LIMIT), hi=np.zeros(len(zk)))
-        # Σ_s z − min_sites · y ≥ 0 per spread service.
-        zj, zj_of = _dense(js_job[zk])
-        yj = y_col[np.searchsorted(jobs, zj)]
-        rows.add(np.concatenate([zj_of, np.arange(len(zj))]), np.concatenate([z_col[zk], yj]),
-                 np.concatenate([np.ones(len(zk), np.int64), -P.job_min_sites[zj]]),
-                 lo=np.zeros(len(zj)), hi=np.full(len(zj), NO_LIMIT))
-        # Without spread: Σ x ≤ cap where the site could hold more.
-        capped = np.flatnonzero(~spread & (js_sum > cap))
-        sel = np.isin(js_of, capped)
-        rows.add(np.searchsorted(capped, js_of[sel]), inf[sel], np.ones(sel.sum(), np.int64),
-                 lo=np.full(len(capped), -NO_LIMIT), hi=cap[capped])
+    n_cols = _spread_rows(P, c, rows, lb, ub, n_cols, members, jobs, y_col)
     # GPUs per pool and watts per site, where they can bind.
     g = P.job_gpus_unit[c.job]
     pools, pool_of = _dense(c.pool)
@@ -251,6 +214,49 @@ def build_int_model(problem: Problem, cand, required_hard: bool) -> IntModel:
     aux_cand = np.concatenate(members).astype(np.int64) if members else np.zeros(0, np.int64)
     return IntModel(n, np.concatenate(lb), np.concatenate(ub), lo, hi, ptr, col, val, stages,
                     int(units.sum()), aux_ptr, aux_cand, pool_row, site_row)
+
+
+def _spread_rows(P: Problem, c, rows: _Rows, lb: list, ub: list, n_cols: int, members: list,
+                 jobs: np.ndarray, y_col: np.ndarray) -> int:
+    """Per (service, site): a site-used flag z where ``min_sites > 1`` (``Σ x ≤ cap · z``,
+    ``z ≤ Σ x``, ``Σ_s z ≥ min_sites · y``), else ``Σ x ≤ max units per site`` where it binds."""
+    inf = np.flatnonzero(P.job_kind[c.job] == 1)
+    if not len(inf):
+        return n_cols
+    js_keys, js_of = _dense(c.job[inf] * P.n_sites + c.site[inf])
+    js_job, js_sum = js_keys // P.n_sites, np.bincount(js_of, weights=c.ub[inf], minlength=len(js_keys))
+    cap = P.job_max_units_per_site[js_job]
+    spread = P.job_min_sites[js_job] > 1
+    zk = np.flatnonzero(spread)
+    z_col = np.full(len(js_keys), -1, np.int64)
+    z_col[zk] = n_cols + np.arange(len(zk))
+    lb.append(np.zeros(len(zk), np.int64))
+    ub.append(np.ones(len(zk), np.int64))
+    order = np.argsort(js_of, kind="stable")
+    by_key = np.split(inf[order], np.flatnonzero(np.diff(js_of[order])) + 1)
+    members += [by_key[k] for k in zk]
+    n_cols += len(zk)
+    # Σ x − min(cap, Σub) · z ≤ 0 and z − Σ x ≤ 0, for spread keys.
+    sel = spread[js_of]
+    kz = np.searchsorted(zk, js_of[sel])
+    big = np.minimum(cap[zk], js_sum[zk].astype(np.int64))
+    rows.add(np.concatenate([kz, np.arange(len(zk))]), np.concatenate([inf[sel], z_col[zk]]),
+             np.concatenate([np.ones(sel.sum(), np.int64), -big]), lo=np.full(len(zk), -NO_LIMIT), hi=np.zeros(len(zk)))
+    rows.add(np.concatenate([np.arange(len(zk)), kz]), np.concatenate([z_col[zk], inf[sel]]),
+             np.concatenate([np.ones(len(zk), np.int64), -np.ones(sel.sum(), np.int64)]),
+             lo=np.full(len(zk), -NO_LIMIT), hi=np.zeros(len(zk)))
+    # Σ_s z − min_sites · y ≥ 0 per spread service.
+    zj, zj_of = _dense(js_job[zk])
+    yj = y_col[np.searchsorted(jobs, zj)]
+    rows.add(np.concatenate([zj_of, np.arange(len(zj))]), np.concatenate([z_col[zk], yj]),
+             np.concatenate([np.ones(len(zk), np.int64), -P.job_min_sites[zj]]),
+             lo=np.zeros(len(zj)), hi=np.full(len(zj), NO_LIMIT))
+    # Without spread: Σ x ≤ cap where the site could hold more.
+    capped = np.flatnonzero(~spread & (js_sum > cap))
+    sel = np.isin(js_of, capped)
+    rows.add(np.searchsorted(capped, js_of[sel]), inf[sel], np.ones(sel.sum(), np.int64),
+             lo=np.full(len(capped), -NO_LIMIT), hi=cap[capped])
+    return n_cols
 
 
 def _migration_rows(P: Problem, c, rows: _Rows, lb: list, ub: list, n_cols: int, members: list) -> int:
