@@ -66,10 +66,11 @@ def _set_objective(h: highspy.Highs, im: IntModel, cols: np.ndarray, net: np.nda
 
 
 def _hint(h: highspy.Highs, values: np.ndarray) -> None:
-    # The sparse form: a dense HighsSolution without row values leaves HiGHS with a wrong
-    # incumbent objective after the costs change (it then stops at that solution as "optimal").
-    nz = np.flatnonzero(values).astype(np.int32)
-    h.setSolution(len(nz), nz, values[nz].astype(np.float64))
+    # The indexed form with every column: a dense HighsSolution without row values leaves HiGHS
+    # with a wrong incumbent objective after the costs change, and listing only the nonzeros
+    # makes it complete the rest by a sub-solve that ignores the time limit (highspy 1.16).
+    every = np.arange(len(values), dtype=np.int32)
+    h.setSolution(len(values), every, values.astype(np.float64))
 
 
 def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.ndarray | None = None,
@@ -103,24 +104,16 @@ def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
         _set_objective(h, im, st.cols, st.net)
         if full is not None:
             _hint(h, full)
-        # HiGHS's time limit counts all runs of this instance.
-        h.setOptionValue("time_limit", float(h.getRunTime() + max(left / (len(im.stages) - i), 0.01)))
+        # Per run (measured on highspy 1.16: the limit does not accumulate over runs of a MIP).
+        h.setOptionValue("time_limit", float(max(left / (len(im.stages) - i), 0.01)))
         stage_bound[0] = (None if st.tier is None
                           else lambda b, st=st, rest=rest, base=solved: base + min(st.trivial, b) + rest)
-        h.run()
-        status = h.getModelStatus()
-        info = h.getInfo()
+        status, info, values = _run_stage(h, im, st)
         rec = {"stage": st.label, "tier": st.tier, "status": h.modelStatusToString(status), "engine": "highs"}
         run.records.append(rec)
         if status == highspy.HighsModelStatus.kInfeasible:
             run.infeasible = True
             return run
-        values = None
-        if info.primal_solution_status == highspy.kSolutionStatusFeasible:
-            values = np.rint(np.asarray(h.getSolution().col_value)).astype(np.int64)
-            if not im.feasible(values):
-                values = None
-                rec["rounding"] = "dropped: the rounded solution broke an integer row"
         if values is None:
             run.bound = solved + later
             return run
@@ -136,6 +129,31 @@ def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
         h.addRow(found - tol, highspy.kHighsInf, len(st.cols), st.cols.astype(np.int32), st.net.astype(np.float64))
     run.bound = solved
     return run
+
+
+def _run_stage(h: highspy.Highs, im: IntModel, st) -> tuple:
+    """Run one stage; (status, info, integer values or None).
+
+    A solution is kept only if, rounded, it satisfies every integer row and its value matches
+    the objective HiGHS reports: a hinted run has been seen to return the hint as "optimal"
+    with the objective of another solution (highspy 1.16). Then the stage is solved again from
+    scratch; if it still disagrees, it gives no solution (and so no bound).
+    """
+    for attempt in range(2):
+        if attempt:
+            h.clearSolver()
+        h.run()
+        status, info = h.getModelStatus(), h.getInfo()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return status, info, None
+        if info.primal_solution_status != highspy.kSolutionStatusFeasible:
+            return status, info, None
+        values = np.rint(np.asarray(h.getSolution().col_value)).astype(np.int64)
+        reported = float(info.objective_function_value)
+        found = float(st.net @ values[st.cols])
+        if im.feasible(values) and abs(found - reported) <= 1e-6 * max(1.0, abs(reported)):
+            return status, info, values
+    return status, info, None
 
 
 def _subscribe(h: highspy.Highs, im: IntModel, fn: Progress, total_net: np.ndarray,

@@ -1,26 +1,38 @@
-"""The MILP shared by the ``cpsat`` and ``highs`` peers, as arrays, and what they read back from it.
+"""The MILP shared by the ``cpsat`` and ``highs`` peers, as arrays, the lexicographic tier
+stages both solve, the bound they report, and what they read back.
 
 Over ``placement.solvers.candidates.eligible_candidates`` (the candidates every model of the problem
-starts from): training ``Σ_p x ≤ 1``; services ``Σ_p x = replicas · y``, per site
-``Σ x ≤ max_share`` and, for ``min_sites > 1``, ``z[j,s]`` with ``Σ_s z ≥ min_sites · y``; GPUs
-per pool; facility power per site in integer watts (loads rounded up, caps down, so plans pass
-the float validator); required jobs placed; migration budget when one is set.
+starts from), one variable per candidate: training ``Σ_p x ≤ 1``; services ``Σ_p x = replicas · y``,
+per site ``Σ x ≤ max_share`` and, for ``min_sites > 1``, ``z[j,s]`` with ``Σ_s z ≥ min_sites · y``;
+GPUs per pool; facility power per site in integer watts (loads rounded up, caps down, so plans
+pass the float validator); required jobs placed; migration budget when one is set.
 
-Objective: strict priority tiers as big-M weights on one objective. Net $/h per unit is
-rounded to integers of ``q`` $/h, tier ``k``'s objective ``T_k`` ranges over
-``[-neg_k, pos_k]`` and ``w_0 = 1, w_k = 1 + Σ_{i<k} w_i (pos_i + neg_i)``, so one unit of a
-higher tier outweighs any change below it and the weighted optimum is the lexicographic one.
-``q`` is the finest of 0.01, 0.1, 1, ... $/h that keeps ``Σ w·|c|·ub`` under 2^52 (exact in a
-double for HiGHS, far inside CP-SAT's int64); the note says which ``q`` a run used. Big
-weights are what an afternoon model does; they are also why both solvers close the top
-tier's gap and leave lower tiers loose.
+Objective: strict priority tiers, solved lexicographically as an OR engineer would (no weights).
+Stage 1 maximises the top tier's net $/h ``T_top``; then ``T_top ≥ found − tol`` is added and
+stage 2 maximises the next tier, hinted with stage 1's solution; and so on down to the lowest
+tier with a candidate. Each stage gets an even share of the solve time still left (time a stage
+does not use carries over); a stage that finds nothing holds its tier at the last plan's value
+(no bound from it); stages never reached keep the last plan. A single-tier instance is
+one plain solve. The peers differ only in the coefficients and ``tol``:
 
-Bound in $/h: the solver's bound B on Σ w_k T_k bounds the lexicographic optimum tier by
-tier: walking down from the top tier, while the incumbent's tier value equals
-``floor((B - Σ_higher w·T) / w_k)`` that tier is proven; the first tier that is not
-contributes that floor, lower tiers their trivial bound ``pos``. Plus ``units · q/2`` for the
-rounding. ``PeerResult.gap`` and ``time_to_1pct`` use this bound; the solver's own weighted
-objective, bound and gap are in ``PeerResult.native``.
+- ``highs``: float net $/h per unit, ``tol = 1e-6 · max(|found|, 1)``, with ``mip_rel_gap = 1e-6``
+  (``LEX_REL_GAP``) so that a stage HiGHS calls optimal is within the tolerance the next stage
+  may give up;
+- ``cpsat``: net per unit rounded to integers of ``q`` $/h (``q`` the finest of 0.01, 0.1, 1, ...
+  keeping every stage objective under 2^52; the note says which), ``tol = 0``: integer
+  coefficients are exact, so the row is ``T_top ≥ found``.
+
+Bound in $/h (``lex_bound``; ``PeerResult.gap`` and ``time_to_1pct`` use it): a solved stage
+contributes the solver's bound for that stage, capped by the tier's trivial bound ``pos_usd``
+(Σ units · best positive net of its jobs); a stage never reached contributes ``pos_usd``; CP-SAT
+adds ``units_k · q/2`` per tier for the rounding. This bounds the total of the lexicographic
+optimum ``x*`` (of the model's coefficients, tiers equal within ``tol`` counting as ties): while
+every stage above is proven, ``x*`` satisfies every ``tier ≥ found`` row (``found`` is its own
+tier value), so it lies in the next stage's feasible set and that stage's bound covers its tier.
+Once a stage ``k`` is not proven (time limit), ``x*`` still satisfies row ``k`` (``found`` is at
+most the optimum), so stage ``k+1``'s bound still covers it, but row ``k+1`` may cut ``x*`` off
+(a plan worse on tier ``k`` can be better on ``k+1``): tiers below ``k+1`` contribute ``pos_usd``.
+Per-stage objectives, bounds and statuses are in ``PeerResult.native["stages"]``.
 """
 
 from __future__ import annotations
@@ -52,26 +64,27 @@ class Milp:
     col_lo: np.ndarray
     col_hi: np.ndarray
     col_bool: np.ndarray
-    obj: np.ndarray  # weighted integer coefficient per column (0 for y, z, moved)
-    col_tier: np.ndarray  # tier of each x column
-    c_int: np.ndarray  # unweighted integer coefficient per x column (units of q $/h)
+    col_tier: np.ndarray  # tier of each x column (higher = more important)
+    c_int: np.ndarray  # integer net per x column (units of q $/h; CP-SAT's coefficients)
     row: np.ndarray
     col: np.ndarray
     val: np.ndarray
     row_lo: np.ndarray
     row_hi: np.ndarray
     amo: np.ndarray  # bool per row
-    weights: np.ndarray  # w_k per tier
-    pos: np.ndarray  # per tier: Σ units · max(0, best c)
-    neg: np.ndarray
-    negreq: np.ndarray  # per tier: the part of ``neg`` from required jobs (optional ones are dropped at a loss)
+    stages: list[int]  # tiers with a candidate, highest first: the lexicographic solve order
+    pos_usd: np.ndarray  # per tier: Σ units · max(0, best net) ($/h), the trivial bound
+    slack_usd: np.ndarray  # per tier: units · q/2, the rounding of ``c_int`` ($/h)
     q: float  # $/h per integer objective unit
-    units: int  # Σ units of jobs with a candidate (rounding slack count)
     cand: Candidates  # those kept (ub >= 1)
 
     @property
     def n_cols(self) -> int:
         return len(self.col_lo)
+
+    def tier_cols(self, k: int) -> np.ndarray:
+        """The x columns of tier ``k``."""
+        return np.flatnonzero(self.col_tier == k)
 
 
 class _Rows:
@@ -195,58 +208,57 @@ def build_milp(problem: Problem) -> Milp:
     col_bool = np.ones(n_cols, bool)
     col_bool[:n] = train | (c.ub <= 1)
 
-    # Objective: integer net per unit in q $/h, tiers as big-M weights.
+    # Objective: per tier, net $/h per unit (HiGHS) and its integer rounding in q $/h (CP-SAT).
     tier = P.job_tier[c.job]
     n_tiers = int(P.job_tier.max()) + 1 if P.n_jobs else 1
     best_pos = np.zeros(P.n_jobs)
-    best_neg = np.zeros(P.n_jobs)
     np.maximum.at(best_pos, c.job, np.maximum(c.net, 0.0))
-    np.maximum.at(best_neg, c.job, np.maximum(-c.net, 0.0))
     has = np.bincount(c.job, minlength=P.n_jobs) > 0
-    units = int(P.job_units[has].sum())
+    units_tier = np.bincount(P.job_tier[has], weights=P.job_units[has], minlength=n_tiers)
+    pos_usd = np.bincount(P.job_tier, weights=P.job_units * best_pos, minlength=n_tiers)
     q = 0.01
     while True:
         c_int = np.rint(c.net / q)
-        pos = np.bincount(P.job_tier, weights=P.job_units * np.rint(best_pos / q), minlength=n_tiers)
-        neg = np.bincount(P.job_tier, weights=P.job_units * np.rint(best_neg / q), minlength=n_tiers)
-        negreq = np.bincount(P.job_tier, weights=P.job_units * np.rint(best_neg / q) * P.job_required,
-                             minlength=n_tiers)
-        w = np.ones(n_tiers)
-        for k in range(1, n_tiers):
-            w[k] = 1.0 + float((w[:k] * (pos[:k] + neg[:k])).sum())
-        total = float((w * (pos + neg)).sum()) + float((w[tier] * np.abs(c_int) * c.ub).sum())
-        if total < 2.0 ** OBJ_BITS or q > 1e12:
+        total = np.bincount(tier, weights=np.abs(c_int) * c.ub, minlength=n_tiers)
+        if total.max(initial=0.0) < 2.0 ** OBJ_BITS or q > 1e12:
             break
         q *= 10.0
-    obj = np.zeros(n_cols)
-    obj[:n] = w[tier] * c_int
-    return Milp(n, col_lo, col_hi, col_bool, obj, tier, c_int,
+    stages = [k for k in range(n_tiers - 1, -1, -1) if np.any(tier == k)]
+    return Milp(n, col_lo, col_hi, col_bool, tier, c_int,
                 rows.cat(rows.r, np.int64), rows.cat(rows.c, np.int64), rows.cat(rows.v, np.float64),
                 rows.cat(rows.lo, np.float64), rows.cat(rows.hi, np.float64), rows.cat(rows.amo, bool),
-                w, pos, neg, negreq, q, units, c)
+                stages, pos_usd, units_tier * q / 2, q, c)
 
 
-def usd_bound(milp: Milp, native_bound: float, tiers_int: np.ndarray) -> float:
-    """$/h bound on the lexicographic optimum from a bound on Σ w·T (module docstring).
+def lex_bound(milp: Milp, records: list[dict[str, Any]], live: float | None = None) -> float:
+    """$/h bound on the lexicographic optimum's total (module docstring).
 
-    ``tiers_int``: the incumbent's integer tier objectives (lowest tier first). A tier is
-    proven when the incumbent reaches its cap: every higher tier being proven, the
-    lexicographic optimum's value there is at least the incumbent's.
+    ``records``: the stages solved so far, in ``milp.stages`` order, each with ``bound_usd``
+    (the solver's bound on its tier in $/h, rounding slack included; None: none) and ``proven``;
+    ``live``: the same bound for the stage being solved now (progress callbacks).
     """
-    w, pos = milp.weights, milp.pos
-    left = native_bound
+    bounds = [r.get("bound_usd") for r in records] + ([live] if live is not None else [])
+    first_open: int | None = None  # the first stage not proven
     total = 0.0
-    for k in range(len(w) - 1, -1, -1):
-        # Lower tiers of the lexicographic optimum are >= -negreq (0 without required jobs).
-        cap = math.floor((left + float((w[:k] * milp.negreq[:k]).sum())) / w[k] + 1e-9)
-        cap = min(cap, pos[k])
-        if tiers_int[k] >= cap:  # proven: the lexicographic optimum has exactly this tier value
-            total += tiers_int[k]
-            left -= w[k] * tiers_int[k]
-            continue
-        total += cap + pos[:k].sum()
-        break
-    return float(total * milp.q + milp.units * milp.q / 2)
+    for i, k in enumerate(milp.stages):
+        trivial = float(milp.pos_usd[k])
+        valid = first_open is None or i <= first_open + 1
+        b = bounds[i] if i < len(bounds) else None
+        total += min(trivial, b) if valid and b is not None else trivial
+        if first_open is None and i < len(records) and not records[i]["proven"]:
+            first_open = i
+    return total
+
+
+def stage_record(milp: Milp, k: int, status: str, proven: bool, values: np.ndarray, bound_usd: float | None,
+                 seconds: float) -> dict[str, Any]:
+    """What ``native["stages"]`` keeps of one stage: tier ``k``'s objective in $/h and its bound."""
+    idx = milp.tier_cols(k)
+    objective = float(milp.cand.net[idx] @ np.rint(values[idx]))
+    if bound_usd is not None:
+        bound_usd = min(float(milp.pos_usd[k]), max(bound_usd, objective))
+    return {"tier": int(k), "status": status, "proven": bool(proven), "objective_usd": objective,
+            "bound_usd": bound_usd, "seconds": seconds}
 
 
 def milp_solution(P: Problem, milp: Milp, values: np.ndarray, solver: str, status: str, bound: float) -> Solution:
@@ -261,12 +273,6 @@ def milp_solution(P: Problem, milp: Milp, values: np.ndarray, solver: str, statu
     return Solution(rj[order], rp[order], ru[order], reason, solver=solver, status=status, bound=bound)
 
 
-def incumbent_tiers(milp: Milp, values: np.ndarray) -> np.ndarray:
-    """Integer tier objectives (units of ``q``, lowest tier first) of the column values."""
-    x = np.rint(values[:milp.n_x])
-    return np.bincount(milp.col_tier, weights=milp.c_int * x, minlength=len(milp.weights))
-
-
 def finish(P: Problem, milp: Milp, sol: Solution | None, native: dict, t0: float, t_build: float,
            traj: list, note: str, status: str) -> PeerResult:
     """A MILP peer's result: objective of ``sol``, ``native["bound_usd"]`` as the bound."""
@@ -275,9 +281,3 @@ def finish(P: Problem, milp: Milp, sol: Solution | None, native: dict, t0: float
     t1 = next((t for t, o, b in traj if b is not None and gap(o, b) is not None and gap(o, b) <= 0.01), None)
     return PeerResult(objective, bound, gap(objective, bound), time.monotonic() - t0, t1, peak_rss_mb(), True,
                       status, note, sol, traj, native, t_build, milp.n_x)
-
-
-def fmt_weights(w: np.ndarray) -> str:
-    """The tier weights for a note, highest tier first."""
-    return "(" + ", ".join(f"{x:.3g}" for x in w[::-1]) + ", highest tier first)"
-
