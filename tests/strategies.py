@@ -104,7 +104,10 @@ def random_instance(seed: int, n_sites: int = 3, n_jobs: int = 8, *, with_curren
     if with_pairs and rng.random() < 0.5:
         rows = []
         for _ in range(int(rng.integers(1, 5))):
-            row = {"job_id": f"j{int(rng.integers(n_jobs))}", "site_id": f"s{int(rng.integers(n_sites))}"}
+            s = int(rng.integers(n_sites))
+            row = {"job_id": f"j{int(rng.integers(n_jobs))}", "site_id": f"s{s}"}
+            if rng.random() < 0.4:  # a row for one pool of the site, which wins over a site-wide row
+                row["gpu_type"] = str(rng.choice(list(sites[s]["pools"])))
             r = rng.random()
             if r < 0.3:
                 row["forbidden"] = True

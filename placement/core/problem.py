@@ -462,19 +462,18 @@ def _compile_pairs(pairs: pa.Table | None, jobs: pa.Table, n: int, site_index: d
     extra = pairs.column("extra_cost_usd_per_hour").to_numpy()
     mw = pc.fill_null(pairs.column("power_mw"), np.nan).to_numpy()
     forb = pairs.column("forbidden").to_numpy(zero_copy_only=False)
-    rows_j, rows_p, rows_i = [], [], []
-    for i in range(pairs.num_rows):
-        mask = pool_site == site[i]
-        if gtype[i]:
-            mask &= pool_type == type_index[gtype[i]]
-        for p in np.flatnonzero(mask):
-            rows_j.append(job_row[i])
-            rows_p.append(p)
-            rows_i.append(i)
-    rows_j_a = np.asarray(rows_j, np.int64)
-    rows_p_a = np.asarray(rows_p, np.int64)
-    rows_i_a = np.asarray(rows_i, np.int64)
-    typed = np.array([bool(gtype[i]) for i in rows_i_a], bool)
+    # Each row applies to every pool at its site, or to the one of its GPU type when it names one.
+    row_type = np.array([type_index[t] if t else -1 for t in gtype], np.int64)
+    by_site = np.argsort(pool_site, kind="stable")
+    site_ptr = np.searchsorted(pool_site[by_site], np.arange(len(site_index) + 1))
+    counts = site_ptr[site + 1] - site_ptr[site]
+    rows_i_a = np.repeat(np.arange(pairs.num_rows, dtype=np.int64), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows_p_a = by_site[np.repeat(site_ptr[site], counts) + offset].astype(np.int64)
+    typed = row_type[rows_i_a] >= 0
+    keep = ~typed | (pool_type[rows_p_a] == row_type[rows_i_a])
+    rows_i_a, rows_p_a, typed = rows_i_a[keep], rows_p_a[keep], typed[keep]
+    rows_j_a = job_row[rows_i_a].astype(np.int64)
     order = np.lexsort((rows_i_a, typed, rows_p_a, rows_j_a))
     rows_j_a, rows_p_a, rows_i_a = rows_j_a[order], rows_p_a[order], rows_i_a[order]
     # One entry per (job, pool): a row naming the GPU type wins over a site-wide row; among
