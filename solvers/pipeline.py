@@ -66,6 +66,10 @@ LP_INITIAL_COLUMNS = 2
 # engine hinted with its plan for the rest of the time).
 TIGHT_MAX_CANDIDATES = 500_000
 TIGHT_SEARCH_SHARE = 0.5
+# ... but at most this long on mid-size models, where the hinted engine gains more from longer
+# runs than the search (60 s, 400 jobs: search until 6 s instead of 30 s cut the cost gap to the
+# bound on tight-e 40x400 from 2.11% to 1.05% and on tight-d 20x400 from 0.43% to 0.39%).
+TIGHT_SEARCH_MAX_S = 6.0
 # Models the exact engine can prove get most of the time: the search only polishes the hint.
 TIGHT_SEARCH_SHARE_SMALL = 0.1
 # Above this many candidates the MILP rarely improves the search's plan in the time left
@@ -172,9 +176,11 @@ def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent
         run.run("construct", construct_stage, P, options, kernels, inc, cand, deadline)
         if not _required_gang_left_out(P, inc.best):
             lp_start = run.run("relaxation", relaxation_stage, P, options, kernels, inc, cand, deadline)
-            share = (TIGHT_SEARCH_SHARE_SMALL if small else TIGHT_SEARCH_SHARE_LARGE
-                     if len(cand.job) > TIGHT_LARGE_CANDIDATES else TIGHT_SEARCH_SHARE)
-            search_by = start + options.time_limit_s * share
+            large = len(cand.job) > TIGHT_LARGE_CANDIDATES
+            share = (TIGHT_SEARCH_SHARE_SMALL if small else TIGHT_SEARCH_SHARE_LARGE if large
+                     else TIGHT_SEARCH_SHARE)
+            search_s = options.time_limit_s * share
+            search_by = start + (search_s if small or large else min(search_s, TIGHT_SEARCH_MAX_S))
             if lp_start is not None:  # half the search from the LP's rounding, half from the best plan
                 run.run("tight-search-lp", tight_search_stage, P, inc, cand,
                         (time.monotonic() + search_by) / 2, lp_start)
