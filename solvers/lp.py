@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from placement.kernels import Kernels
+from placement.kernels import Kernels, kernels_for
 from placement.core.objective import candidate_speed, net_value, unit_terms
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Solution
 from placement.solvers.quiet import quiet_stdout
+from placement.solvers.aggregate import aggregate
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
 
 INITIAL_COLUMNS_PER_JOB = 8
@@ -146,13 +147,11 @@ class _Master:
         self.keys.difference_update(self.col_key[drop].tolist())
         self.col_key = self.col_key[keep]
 
-    def raise_floor(self, floor: TierFloor, plan: Solution) -> TierFloor:
-        """Raise the top tier's floor to ``plan``'s top tier if higher, adding its columns first."""
-        new = plan_floor(self.P, plan)
+    def raise_floor(self, floor: TierFloor, new: TierFloor | None, job: np.ndarray, pool: np.ndarray) -> TierFloor:
+        """Raise the top tier's floor to ``new`` if higher, adding that plan's columns (job, pool) first."""
         if new is None or new.value <= floor.value:
             return floor
-        if len(plan.row_job):
-            self.add(plan.row_job.astype(np.int64), plan.row_pool.astype(np.int64))
+        self.add(job, pool)
         self.h.changeRowBounds(self.tier_row, new.value, self.hs.kHighsInf)
         return new
 
@@ -194,7 +193,7 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
              deadline: float | None = None, max_rounds: int = 50, threads: int = 0,
              latest_incumbent: Callable[[], Solution] | None = None,
              on_round: Callable[[LpResult], None] | None = None,
-             initial_columns: int = INITIAL_COLUMNS_PER_JOB) -> LpResult:
+             initial_columns: int = INITIAL_COLUMNS_PER_JOB, aggregate_width: float | None = None) -> LpResult:
     """Column-generation LP bound and duals, stopping at ``deadline`` with the best valid bound.
 
     With an incumbent, the master also asks the top tier to earn at least the incumbent's top
@@ -206,6 +205,11 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
     ``initial_columns``: each job's best columns at zero prices the master starts from (fewer
     make the first master solve cheaper and the bound come sooner; the duals differ).
 
+    ``aggregate_width``: solve the master over buckets of interchangeable jobs
+    (``solvers.aggregate``) with value bands this wide; far fewer rows at 100k jobs. The bucket
+    LP is a relaxation of the LP, so its converged value and every Lagrangian value (always
+    computed over the original jobs) stay valid bounds.
+
     Dual smoothing (Wentges): each round also prices and evaluates the point between the best
     duals so far and the master's, which damps the master's oscillating duals and cuts rounds.
     """
@@ -213,19 +217,31 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
     jobs = np.flatnonzero(P.job_filter == 0).astype(np.int64)
     zero_s, zero_p = np.zeros(P.n_sites), np.zeros(P.n_pools)
     floor = plan_floor(P, incumbent)
-    master = _Master(P, jobs, threads, floor)
-    pools, _ = kernels.topk(jobs, P.pool_gpus, P.site_cap_mw, zero_s, zero_p, initial_columns)
-    owner = np.repeat(jobs, pools.shape[1])
+    # The master and its pricing run on the bucket problem when aggregating; every bound is
+    # still evaluated on the original jobs.
+    buckets = aggregate(P, aggregate_width) if aggregate_width else None
+    MP = buckets.problem if buckets else P
+    MK = kernels_for(MP, kernels.name) if buckets else kernels
+    mjobs = np.flatnonzero(MP.job_filter == 0).astype(np.int64)
+
+    def columns(plan: Solution) -> tuple[np.ndarray, np.ndarray]:
+        j = plan.row_job.astype(np.int64)
+        return (buckets.of_job[j] if buckets else j), plan.row_pool.astype(np.int64)
+
+    master = _Master(MP, mjobs, threads, floor)
+    pools, _ = MK.topk(mjobs, MP.pool_gpus, MP.site_cap_mw, zero_s, zero_p, initial_columns)
+    owner = np.repeat(mjobs, pools.shape[1])
     flat = pools.reshape(-1)
     master.add(owner[flat >= 0], flat[flat >= 0])
     if incumbent is not None and len(incumbent.row_job):
-        master.add(incumbent.row_job.astype(np.int64), incumbent.row_pool.astype(np.int64))
+        master.add(*columns(incumbent))
     best = LpResult(np.inf, zero_s.copy(), zero_p.copy(), False, 0, 0, np.nan)
     centre: tuple[np.ndarray, np.ndarray, float] | None = None  # duals of the best Lagrangian value
     rnd = 0
     for rnd in range(1, max_rounds + 1):
         if floor is not None and latest_incumbent is not None:
-            floor = master.raise_floor(floor, latest_incumbent())
+            plan = latest_incumbent()
+            floor = master.raise_floor(floor, plan_floor(P, plan), *columns(plan))
         try:
             objective, pi, mu, lam, nu = master.solve(deadline)
         except RuntimeError:
@@ -239,13 +255,13 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
                 best = LpResult(value, lam_i, mu_i, False, rnd, master.n_cols, objective)
                 centre = (lam_i, mu_i, nu_i)
             if i:  # the smoothed point's columns: each job's best two with a positive reduced score
-                p_s, s_s = _price(P, kernels, jobs, lam_i, mu_i, floor, nu_i)
+                p_s, s_s = _price(MP, MK, mjobs, lam_i, mu_i, floor, nu_i)
                 take = (p_s >= 0) & (s_s > 0) & (np.arange(p_s.shape[1]) < 2)
-                master.add(np.broadcast_to(jobs[:, None], p_s.shape)[take], p_s[take])
-        pools, scores = _price(P, kernels, jobs, lam, mu, floor, nu)
+                master.add(np.broadcast_to(mjobs[:, None], p_s.shape)[take], p_s[take])
+        pools, scores = _price(MP, MK, mjobs, lam, mu, floor, nu)
         prices_out = (pools >= 0) & (scores > (pi + 1e-9 * np.maximum(1.0, np.abs(pi)))[:, None])
         pool = pools[prices_out]
-        owner = np.broadcast_to(jobs[:, None], pools.shape)[prices_out]
+        owner = np.broadcast_to(mjobs[:, None], pools.shape)[prices_out]
         if not np.any(prices_out):
             # Converged: the LP optimum is the relaxation's value and λ, μ are exact duals.
             lp_value = objective + LP_BOUND_SLACK * max(1.0, abs(objective))
