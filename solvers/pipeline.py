@@ -36,6 +36,7 @@ from placement.solvers.stages import (
     construct_stage,
     exact_stage,
     fill_stage,
+    lp_price_stage,
     kept_candidates,
     lns_stage,
     local_search_stage,
@@ -57,9 +58,16 @@ EXACT_MAX_CANDIDATES = 5_000
 # local search by the second, LNS takes the rest; the full LP bound runs alongside all of them.
 CONSTRUCT_SHARE = 0.65
 LOCAL_SEARCH_UNTIL = 0.75
-# Share of the time limit kept for the final fill on models too large to prove (at 100k x 1,000
-# the fill takes 1.4 s; without the reserve a 60 s run took 64.9 s).
-FILL_RESERVE_SHARE = 0.03
+# Scales of the whole problem's LP prices the greedy runs at after the tier prices (see
+# ``stages.lp_price_stage``), most promising first.
+LP_PRICE_SCALES = (0.25, 0.5)
+# ... on models this large; below it LNS uses the time better (S/M at 10 s: up to 1.2% lower
+# objectives with the stage on every size).
+LP_PRICE_MIN_JOBS = 20_000
+# On models too large to prove, this share of the first greedy's seconds is kept for the final
+# fill, a greedy pass over what is left (100k x 1,000 at 60 s: fill 1.4 s after greedy 7.7 s,
+# and the run took 64.9 s without a reserve; 1M x 2,000: greedy 92 s, fill 16 s).
+FILL_RESERVE_OF_GREEDY = 0.2
 # Seconds the main thread waits at the end for the background LP's last master solve.
 LP_JOIN_S = 2.0
 # Columns per job the background LP starts from: its first master solves sooner (at 10k jobs the
@@ -150,7 +158,7 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
         first, name = solve_greedy(P, options, kernels, deadline=deadline), "greedy"
     inc = Incumbent(P, first, relaxed_bound(P, kernels), on_progress)
     run = _Stages(name, time.monotonic() - start)  # its seconds include the first bound
-    work_by = deadline if small else deadline - FILL_RESERVE_SHARE * options.time_limit_s
+    work_by = deadline if small else deadline - FILL_RESERVE_OF_GREEDY * run.seconds[name]
     full_lp: _BackgroundLp | None = None
     try:
         full_lp = _improve(P, options, kernels, inc, run, initial is not None, small, start, work_by)
@@ -214,6 +222,10 @@ def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent
     run.names.append("lp")
     construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if solver != "price" else 1.0)
     run.run("price", tiered_price_stage, P, full_lp.spare(options), kernels, inc, construct_by, deadline)
+    if full_lp.latest is not None and solver != "price" and P.n_jobs >= LP_PRICE_MIN_JOBS:
+        # Past the local search's share too: at 100k x 1,000 these plans gained more than LNS.
+        run.run("lp-price", lp_price_stage, P, options, kernels, inc, full_lp.latest.site_price,
+                full_lp.latest.pool_price, LP_PRICE_SCALES, deadline)
     run.run("ls", local_search_stage, P, kernels, inc, start + options.time_limit_s * LOCAL_SEARCH_UNTIL)
     if solver != "price":
         full_lp.attach(inc)  # LNS picks its neighbourhoods by the LP's shadow prices so far
