@@ -14,6 +14,7 @@ from placement.model.jobs import validate_jobs
 from placement.model.portfolio import SolveOptions
 from placement.solvers.aggregate import aggregate
 from placement.solvers.greedy import solve_greedy
+from placement.solvers.lagrangian import evaluate_dual
 from placement.solvers.lp import lp_bound
 from tests.strategies import random_instance
 
@@ -68,3 +69,20 @@ def test_bucket_bound_never_below_the_proven_optimum(seed: int) -> None:
     for incumbent in (None, first):
         lp = lp_bound(P, kernels, incumbent=incumbent, aggregate_width=0.5)
         assert lp.bound >= exact.objective - 1e-6
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dual_evaluation_agrees_on_every_backend(seed: int) -> None:
+    """The Lagrangian value at random prices is the same on reference, cpu and gpu (the
+    simulator here), over the original jobs and over the buckets."""
+    from tests.test_kernels import _gpu_kernels  # noqa: PLC0415  (skips where no GPU path exists)
+
+    P = _generated("neocloud", 200, 5, seed)
+    rng = np.random.default_rng(seed)
+    lam = rng.uniform(0, 400, P.n_sites) * (rng.random(P.n_sites) < 0.7)
+    mu = rng.uniform(0, 3, P.n_pools) * (rng.random(P.n_pools) < 0.7)
+    for problem in (P, aggregate(P, 0.1).problem):
+        jobs = np.flatnonzero(problem.job_filter == 0).astype(np.int64)
+        values = [evaluate_dual(problem, k, jobs, lam, mu)
+                  for k in (kernels_for(problem, "reference"), kernels_for(problem, "cpu"), _gpu_kernels(problem))]
+        assert np.allclose(values, values[0], rtol=1e-12)
