@@ -6,7 +6,9 @@ GPU. Such jobs (without pair rows, a current pool or a pin) are merged into one 
 value band of relative width ``width``: a bucket is a "job" of 1-GPU units, as many as its
 members' GPUs, each worth the band's largest value per GPU. Every fractional plan of the
 original LP maps onto the bucket LP with at least its value, so the bucket LP's optimum is
-at least the LP's, and at most one band width above it.
+at least the LP's. It can exceed it by more than a band: a bucket's 1-GPU units pass every
+site's gang-size limit and every pool's size, which only relaxes further (members of a bucket
+share a gang-size level, so a bucket never mixes jobs that different sites admit).
 
 The bound a run reports never rests on this argument: the bucket LP's duals (λ per site, μ per
 pool) are prices of the original problem, and ``solvers.lagrangian.evaluate_dual`` at those
