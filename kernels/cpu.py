@@ -47,6 +47,7 @@ PROBLEM_ARRAYS: tuple[str, ...] = (
     "job_required", "job_current_pool", "job_migration_usd_per_hour", "job_filter",
     "pool_site", "pool_kw_per_gpu",
     "site_pue", "site_energy_usd_per_mwh", "site_carbon_usd_per_mwh", "site_max_gang",
+    "current_ptr", "current_pool",
 )
 
 
@@ -102,7 +103,7 @@ def _job_scan(j, A, R, row_pool, row_score):
     """
     (class_ptr, class_pool, class_speed, pair_ptr, pair_pool, pair_extra, pair_it_mw, pair_forbidden,
      job_class, job_kind, job_gpus, job_value, job_kw, job_pinned, _, job_cur, job_mig, job_filter,
-     pool_site, pool_kw, site_pue, site_energy, site_carbon, site_max_gang) = A
+     pool_site, pool_kw, site_pue, site_energy, site_carbon, site_max_gang, cur_ptr, cur_pool) = A
     residual_gpus, residual_mw, site_price, pool_price = R
     k = row_pool.shape[0]
     for t in range(k):
@@ -131,7 +132,8 @@ def _job_scan(j, A, R, row_pool, row_score):
         mw = _unit_mw(gpus, kw_job, pool_kw[p], site_pue[s], pair_it_mw[pe] if pe >= 0 else np.nan)
         if not mw <= residual_mw[s] + MW_TOLERANCE:
             continue
-        sc = _unit_score(value_unit, class_speed[i], gpus, cur >= 0 and cur != p, mig, mw, site_energy[s],
+        moved = cur >= 0 and _find(cur_pool, cur_ptr[j], cur_ptr[j + 1], p) < 0
+        sc = _unit_score(value_unit, class_speed[i], gpus, moved, mig, mw, site_energy[s],
                          site_carbon[s], pair_extra[pe] if pe >= 0 else 0.0, site_price[s], pool_price[p])
         if sc > best:  # strict: an equal later candidate never displaces the earlier one
             second = best
@@ -159,7 +161,7 @@ def _at(j, p, A, site_price, pool_price):
     """Job ``j`` placed at pool ``p`` >= 0: (p in j's class list, allowed, reduced score, MW)."""
     (class_ptr, class_pool, class_speed, pair_ptr, pair_pool, pair_extra, pair_it_mw, pair_forbidden,
      job_class, job_kind, job_gpus, job_value, job_kw, job_pinned, _, job_cur, job_mig, job_filter,
-     pool_site, pool_kw, site_pue, site_energy, site_carbon, site_max_gang) = A
+     pool_site, pool_kw, site_pue, site_energy, site_carbon, site_max_gang, cur_ptr, cur_pool) = A
     c = job_class[j]
     i = _find(class_pool, class_ptr[c], class_ptr[c + 1], p)
     if i < 0:
@@ -168,7 +170,8 @@ def _at(j, p, A, site_price, pool_price):
     s = pool_site[p]
     gpus, cur = job_gpus[j], job_cur[j]
     mw = _unit_mw(gpus, job_kw[j], pool_kw[p], site_pue[s], pair_it_mw[pe] if pe >= 0 else np.nan)
-    score = _unit_score(job_value[j], class_speed[i], gpus, cur >= 0 and cur != p, job_mig[j], mw,
+    moved = cur >= 0 and _find(cur_pool, cur_ptr[j], cur_ptr[j + 1], p) < 0
+    score = _unit_score(job_value[j], class_speed[i], gpus, moved, job_mig[j], mw,
                         site_energy[s], site_carbon[s], pair_extra[pe] if pe >= 0 else 0.0,
                         site_price[s], pool_price[p])
     ok = job_filter[j] == 0 and _allowed(gpus, job_kind[j] == 1, job_pinned[j], cur, p, site_max_gang[s],
@@ -180,7 +183,7 @@ def _at(j, p, A, site_price, pool_price):
 def _move(i, n_reloc, job_pool, move_job, move_to, swap_a, swap_b, A, R):
     """(objective delta, feasible) of move ``i``: relocation ``i`` or swap ``i - n_reloc``."""
     (_, _, _, _, _, _, _, _, _, job_kind, job_gpus, _, _, job_pinned, job_required, _, _, _,
-     pool_site, _, _, _, _, _) = A
+     pool_site, _, _, _, _, _, _, _) = A
     residual_gpus, residual_mw, site_price, pool_price = R
     n_pools = pool_site.shape[0]
     if i < n_reloc:

@@ -80,12 +80,12 @@ _move = _DEV["_move"]
 
 @cuda.jit
 def _best_kernel(jobs, slot, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
-                 a16, a17, a18, a19, a20, a21, a22, a23, rg, rm, sp, pp, out_pool, out_best, out_second):
+                 a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, rg, rm, sp, pp, out_pool, out_best, out_second):
     t = cuda.grid(1)
     if t < slot.shape[0]:
         i = slot[t]  # threads run jobs grouped by class; results land at the job's own position
         A = (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18,
-             a19, a20, a21, a22, a23)
+             a19, a20, a21, a22, a23, a24, a25)
         # Zero-length rows: the scan keeps no top-k list.
         p, best, second = _job_scan(jobs[i], A, (rg, rm, sp, pp), out_pool[i:i], out_best[i:i])
         out_pool[i] = p
@@ -95,23 +95,23 @@ def _best_kernel(jobs, slot, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a
 
 @cuda.jit
 def _topk_kernel(jobs, slot, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
-                 a16, a17, a18, a19, a20, a21, a22, a23, rg, rm, sp, pp, out_pool, out_score):
+                 a16, a17, a18, a19, a20, a21, a22, a23, a24, a25, rg, rm, sp, pp, out_pool, out_score):
     t = cuda.grid(1)
     if t < slot.shape[0]:
         i = slot[t]
         A = (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18,
-             a19, a20, a21, a22, a23)
+             a19, a20, a21, a22, a23, a24, a25)
         _job_scan(jobs[i], A, (rg, rm, sp, pp), out_pool[i], out_score[i])
 
 
 @cuda.jit
 def _moves_kernel(first, n_reloc, job_pool, move_job, move_to, swap_a, swap_b, a0, a1, a2, a3, a4,
                   a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21,
-                  a22, a23, rg, rm, sp, pp, out_delta, out_feasible):
+                  a22, a23, a24, a25, rg, rm, sp, pp, out_delta, out_feasible):
     i = cuda.grid(1)
     if i < out_delta.shape[0]:
         A = (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18,
-             a19, a20, a21, a22, a23)
+             a19, a20, a21, a22, a23, a24, a25)
         d, ok = _move(first + i, n_reloc, job_pool, move_job, move_to, swap_a, swap_b, A,
                       (rg, rm, sp, pp))
         out_delta[i] = d

@@ -132,7 +132,7 @@ def evaluate_moves(P: Problem, job_pool: np.ndarray, residual_gpus: np.ndarray, 
 
     - ``delta`` ($/h): Σ net(after) − Σ net(before) over the jobs the move changes, where a placed
       training job's net = value·speed − energy − carbon − pair − migration (``net_value``; the
-      migration term applies when the pool differs from ``job_current_pool``) and unplaced = 0.
+      migration term applies when the job runs somewhere now but not on that pool) and unplaced = 0.
       NaN where undefined: an inference service, a pool index outside [-1, pools), or an old or
       new pool outside the job's class list. A no-op (same pool, ``a == b``) is 0.
     - ``feasible``: every new pool is eligible exactly as in ``score_candidates`` (class list, gang

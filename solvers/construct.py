@@ -21,6 +21,7 @@ import time
 import numpy as np
 from numba import njit
 
+from placement.core.objective import unit_moves
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Reason, Solution
 from placement.solvers.candidates import Candidates
@@ -123,8 +124,7 @@ def _required_gangs(P: Problem, c: Candidates) -> tuple[np.ndarray, Candidates]:
     gang = (P.job_kind == 0) & P.job_required
     keep = gang[c.job]
     if P.max_moves < UNLIMITED or np.isfinite(P.max_migration_usd):
-        cur = P.job_current_pool[c.job]
-        keep &= (cur < 0) | (cur == c.pool)
+        keep &= ~unit_moves(P, c.job, c.pool)
     return np.flatnonzero(gang), c.take(keep)
 
 

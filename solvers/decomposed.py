@@ -116,11 +116,11 @@ def partition(problem: Problem, k: int, seed: int, current: Solution | None = No
 
 
 def _current_rows(P: Problem) -> Solution:
-    """Each job with a current pool running all its units there (the model's view of now)."""
-    j = np.flatnonzero(P.job_current_pool >= 0)
+    """The current placement as rows (the problem's ``current_*`` arrays)."""
+    j = np.repeat(np.arange(P.n_jobs), np.diff(P.current_ptr))
     reason = np.full(P.n_jobs, Reason.OUT_VALUED, np.int8)
     reason[j] = Reason.PLACED
-    return Solution(j, P.job_current_pool[j], P.job_units[j].copy(), reason, solver="current")
+    return Solution(j, P.current_pool.copy(), P.current_units.copy(), reason, solver="current")
 
 
 def _usable(P: Problem) -> np.ndarray:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from placement.core.objective import current_units_at, unit_moves
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Reason, Solution
 from placement.kernels.backend import ReferenceKernels
@@ -101,9 +102,10 @@ def _reasons(P: Problem, eligible: Candidates, kept: Candidates, values: np.ndar
         reason[soft & short] = code
         soft &= ~short
     reason[np.bincount(eligible.job, minlength=n) == 0] = Reason.NO_ELIGIBLE_SITE
-    cur, at = P.job_current_pool, kept.pool == P.job_current_pool[kept.job]
-    stay = np.bincount(kept.job[at], weights=kept.ub[at], minlength=n)  # units its pool holds
-    away_units = np.bincount(kept.job, weights=np.where((cur[kept.job] >= 0) & ~at, values, 0), minlength=n)
+    cur, away = P.job_current_pool, unit_moves(P, kept.job, kept.pool)
+    held = np.minimum(kept.ub, current_units_at(P, kept.job, kept.pool))
+    stay = np.bincount(kept.job, weights=held, minlength=n)  # units its current pools hold
+    away_units = np.bincount(kept.job, weights=np.where(away, values, 0), minlength=n)
     spent = float((away_units * P.job_migration_usd).sum())
     need = (P.job_units - stay) * P.job_migration_usd
     blocked = (cur >= 0) & (stay < P.job_units) & (

@@ -16,7 +16,7 @@ import numpy as np
 from placement.kernels import Kernels, kernels_for
 from placement.kernels.reference import score_candidates
 from placement.model.portfolio import SolveOptions
-from placement.core.objective import candidate_speed, net_value, unit_terms
+from placement.core.objective import candidate_speed, migration_units, net_value, unit_terms
 from placement.core.problem import MW_TOLERANCE, Filter, Problem, subproblem
 from placement.core.solution import Reason, Solution, usage
 from placement.solvers.reasons import explain_unplaced
@@ -59,9 +59,14 @@ class _State:
         return (units * self.P.job_gpus_unit[j] <= self.gpus[p]
                 and units * mw_unit <= self.mw[s] + MW_TOLERANCE)
 
+    def away_units(self, j: int, take: dict[int, int]) -> int:
+        """Units of ``take`` landing beyond the job's current units on their pools."""
+        pools = np.fromiter(take, np.int64, len(take))
+        units = np.fromiter(take.values(), np.int64, len(take))
+        return int(migration_units(self.P, np.full(len(take), j, np.int64), pools, units).sum())
+
     def migration_ok(self, j: int, take: dict[int, int]) -> bool:
-        cur = self.P.job_current_pool[j]
-        away = sum(u for p, u in take.items() if p != cur) if cur >= 0 else 0
+        away = self.away_units(j, take)
         return away == 0 or (self.moves_left >= 1 and away * self.P.job_migration_usd[j] <= self.usd_left + 1e-9)
 
     def bind(self, j: int, take: dict[int, int], mw_unit: dict[int, float]) -> None:
@@ -69,8 +74,7 @@ class _State:
         for p, u in take.items():
             self.gpus[p] -= u * P.job_gpus_unit[j]
             self.mw[P.pool_site[p]] -= u * mw_unit[p]
-        cur = P.job_current_pool[j]
-        away = sum(u for p, u in take.items() if p != cur) if cur >= 0 else 0
+        away = self.away_units(j, take)
         if away:
             self.moves_left -= 1
             self.usd_left -= away * P.job_migration_usd[j]

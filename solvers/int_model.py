@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from placement.core.objective import unit_moves
 from placement.core.problem import UNLIMITED, Problem
 
 WATTS_PER_MW = 1_000_000
@@ -261,8 +262,7 @@ def _spread_rows(P: Problem, c, rows: _Rows, lb: list, ub: list, n_cols: int, me
 
 def _migration_rows(P: Problem, c, rows: _Rows, lb: list, ub: list, n_cols: int, members: list) -> int:
     """Move count and one-off migration cents, only for jobs that run somewhere now."""
-    cur = P.job_current_pool[c.job]
-    away = np.flatnonzero((cur >= 0) & (c.pool != cur))
+    away = np.flatnonzero(unit_moves(P, c.job, c.pool))
     if not len(away):
         return n_cols
     if P.max_moves < UNLIMITED:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from placement.kernels import Kernels, kernels_for
-from placement.core.objective import candidate_speed, net_value, unit_terms
+from placement.core.objective import candidate_speed, net_value, unit_moves, unit_terms
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Solution
 from placement.solvers.quiet import quiet_stdout
@@ -108,7 +108,7 @@ class _Master:
         cap_units = np.floor(P.site_cap_mw[s] / np.maximum(mw, 1e-12) + 1e-9)
         ub = np.minimum.reduce([P.job_units[j], P.job_max_units_per_site[j], P.pool_gpus[p] // g,
                                 np.where(mw > 0, cap_units, P.job_units[j])]).astype(np.float64)
-        away = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
+        away = unit_moves(P, j, p)
         n = len(j)
         rows = [self.job_row[j], self.pool_row0 + p, self.site_row0 + s]
         vals = [np.ones(n), g.astype(np.float64), mw]

@@ -45,7 +45,7 @@ import numpy as np
 
 from placement.kernels import Kernels
 from placement.model.portfolio import SolveOptions
-from placement.core.objective import candidate_speed, net_before_migration, net_value, unit_terms
+from placement.core.objective import candidate_speed, migration_units, net_before_migration, net_value, unit_terms
 from placement.core.problem import MW_TOLERANCE, Filter, Problem
 from placement.core.solution import Reason, Solution
 from placement.solvers.greedy import fill_unplaced, greedy_order
@@ -150,12 +150,11 @@ def _loads(P: Problem, j: np.ndarray, p: np.ndarray, mw: np.ndarray, gpus: np.nd
 
 
 def moves_of(problem: Problem, j: np.ndarray, p: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, float]:
-    """Jobs moved away from ``job_current_pool`` by these rows, and the one-off $ (model semantics)."""
+    """Jobs these rows move (units beyond their current units on a pool), and the one-off $."""
     P = problem
-    cur = P.job_current_pool[j]
-    away = (cur >= 0) & (p != cur)
-    moved = np.unique(j[away])
-    usd = float((u[away] * P.job_migration_usd[j[away]]).sum())
+    extra = migration_units(P, j, p, u)
+    moved = np.unique(j[extra > 0])
+    usd = float((extra * P.job_migration_usd[j]).sum())
     return moved, usd
 
 
@@ -208,9 +207,8 @@ def repair_with_report(problem: Problem, solution: Solution, kernels: Kernels | 
     over_usd = usd - P.max_migration_usd
     if over_moves > 0 or over_usd > 1e-9:
         ranked = moved[np.argsort(rank[moved], kind="stable")]
-        cost = np.bincount(j[alive], weights=np.where(
-            (P.job_current_pool[j[alive]] >= 0) & (p[alive] != P.job_current_pool[j[alive]]),
-            u[alive] * P.job_migration_usd[j[alive]], 0.0), minlength=P.n_jobs)[ranked]
+        cost = np.bincount(j[alive], weights=migration_units(P, j[alive], p[alive], u[alive])
+                           * P.job_migration_usd[j[alive]], minlength=P.n_jobs)[ranked]
         k_usd = int(np.searchsorted(np.cumsum(cost), over_usd - 1e-9, side="left")) + 1 if over_usd > 1e-9 else 0
         drop = ranked[:max(over_moves, k_usd, 0)]
         alive_job[drop] = False

@@ -7,7 +7,7 @@ For one unit of job j on pool p at site s (a training gang, or one inference rep
     value     = value_unit × speed
     energy    = mw × energy_usd_per_mwh[s]        carbon = mw × carbon_usd_per_mwh[s]
     pair      = the pair override's extra $/h (0 without one)
-    migration = migration_usd_per_hour if current_pool ≥ 0 and p ≠ current_pool, else 0
+    migration = migration_usd_per_hour if the job runs somewhere now but has no units on p, else 0
     net       = value − energy − carbon − pair − migration
     reduced   = net − λ[s] × mw − μ[p] × gpus_unit                     (under dual prices λ, μ)
 
@@ -21,6 +21,12 @@ The formula comes in two forms that subtract in the same order, so they agree bi
   it compiles these functions. On the GPU that is ``dmul_rn``: NVVM would otherwise contract
   ``a * b - c`` into a fused multiply-add, whose single rounding changes the last bit of a score
   and could flip near-ties between backends.
+
+A plan charges each (job, pool) row for the units beyond those the job runs there now
+(``migration_units``): a service on three sites that stays is charged nothing, and one that
+shifts a replica between its sites pays for that replica. A single unit's term above is the
+marginal cost of its first unit on p, so a solver's objective never charges more than the
+plan's and its bound stays valid.
 
 This module imports neither Numba nor the kernels, so importing ``placement.core`` stays cheap.
 Numba validates a cached function against the contents of its own source file only, so after an
@@ -43,16 +49,37 @@ TERMS = ("value", "energy", "carbon", "pair", "migration")
 # --- vectorised form ------------------------------------------------------------------------------
 
 
+def _csr_lookup(ptr: np.ndarray, pools: np.ndarray, n_pools: int, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Index of each (j, p) in a per-job CSR over ascending pools, or -1 where absent."""
+    if pools.size == 0:
+        return np.full(len(j), -1, np.int64)
+    row_job = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+    keys = row_job * n_pools + pools
+    want = np.asarray(j, np.int64) * n_pools + p
+    pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where(keys[pos] == want, pos, -1)
+
+
 def pair_entry(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Index into the pair arrays for each (j, p), or -1 where there is no override."""
-    if P.pair_pool.size == 0:
-        return np.full(len(j), -1, np.int64)
-    pair_job = np.repeat(np.arange(P.n_jobs), np.diff(P.pair_ptr))
-    keys = pair_job * P.n_pools + P.pair_pool  # sorted: CSR by job, pools ascending
-    want = j * P.n_pools + p
-    pos = np.searchsorted(keys, want)
-    pos_c = np.minimum(pos, len(keys) - 1)
-    return np.where(keys[pos_c] == want, pos_c, -1)
+    return _csr_lookup(P.pair_ptr, P.pair_pool, P.n_pools, j, p)
+
+
+def current_units_at(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Units job ``j`` runs on pool ``p`` now (0 where none)."""
+    e = _csr_lookup(P.current_ptr, P.current_pool, P.n_pools, j, p)
+    return np.where(e >= 0, P.current_units[np.maximum(e, 0)], 0) if P.current_pool.size else np.zeros(len(j), np.int64)
+
+
+def unit_moves(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Whether one unit of job ``j`` on pool ``p`` is a move: it runs somewhere now, not on ``p``."""
+    return (P.job_current_pool[j] >= 0) & (current_units_at(P, j, p) == 0)
+
+
+def migration_units(P: Problem, j: np.ndarray, p: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Units of row (j, p, units) charged migration: those beyond the job's current units on ``p``."""
+    extra = np.maximum(np.asarray(units, np.int64) - current_units_at(P, j, p), 0)
+    return np.where(P.job_current_pool[j] >= 0, extra, 0)
 
 
 def candidate_speed(P: Problem, j: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -78,7 +105,7 @@ def unit_terms(P: Problem, j: np.ndarray, p: np.ndarray, speed: np.ndarray) -> d
     measured = np.where(has, P.pair_it_mw[np.maximum(e, 0)], np.nan) if P.pair_it_mw.size else np.full(len(j), np.nan)
     it_mw = np.where(np.isnan(measured), it_mw, measured)
     mw = it_mw * P.site_pue[s]
-    moved = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
+    moved = unit_moves(P, j, p)
     extra = np.where(has, P.pair_extra_usd_per_hour[np.maximum(e, 0)], 0.0) if P.pair_pool.size else np.zeros(len(j))
     forbidden = np.where(has, P.pair_forbidden[np.maximum(e, 0)], False) if P.pair_pool.size else np.zeros(len(j), bool)
     return {

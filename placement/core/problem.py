@@ -10,7 +10,11 @@ Layout (struct of arrays):
   region, latency limit) share one CSR list of eligible pools with their speeds, so a million
   jobs over 8,000 pools never materialise a jobs × pools matrix. Per-job rules that vary within
   a class (gang size, inventory, pinned, forbidden pairs) are checked on the fly by kernels;
-- pair overrides: a per-job CSR over pools (``pair_*``).
+- pair overrides: a per-job CSR over pools (``pair_*``);
+- the current placement: a per-job CSR over pools of the units running there now
+  (``current_*``). ``job_current_pool`` is the job's home, its largest current row: the pool a
+  pinned job is held to. A unit is charged migration when it lands on a pool where the job had
+  no units (one home: ``placement.core.objective``).
 
 Capacities (``site_cap_mw``, ``pool_gpus``) are one-period vectors; a build-out horizon adds a
 leading period axis to exactly these arrays.
@@ -100,6 +104,10 @@ class Problem:
     pair_extra_usd_per_hour: np.ndarray  # float64 per unit
     pair_it_mw: np.ndarray  # float64 per unit, NaN = computed from kW per GPU
     pair_forbidden: np.ndarray  # bool
+    # current placement (CSR per job over pools, ascending)
+    current_ptr: np.ndarray  # int64 (n_jobs + 1)
+    current_pool: np.ndarray  # int64
+    current_units: np.ndarray  # int64, units running there now
     # migration budget
     max_moves: int  # UNLIMITED if none
     max_migration_usd: float  # inf if none
@@ -214,6 +222,7 @@ def compile_problem(
         pair_extra_usd_per_hour=pair_extra,
         pair_it_mw=pair_mw,
         pair_forbidden=pair_forbidden,
+        **_current_csr(n, *_home_rows(current_pool, cols["units"])),
         max_moves=UNLIMITED if options.max_moves is None else int(options.max_moves),
         max_migration_usd=math.inf if options.max_migration_usd is None else float(options.max_migration_usd),
         meta={"portfolio": portfolio.name},
@@ -389,6 +398,47 @@ def _current_pools(jobs: pa.Table, site_index: dict, type_index: dict, pool_of: 
     return out
 
 
+def _home_rows(current_pool: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each job with a current pool running all its units there (what a jobs table can say)."""
+    j = np.flatnonzero(current_pool >= 0)
+    return j, current_pool[j], units[j]
+
+
+def _current_csr(n_jobs: int, job: np.ndarray, pool: np.ndarray, units: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``current_*`` CSR arrays of rows (job, pool, units); rows on one (job, pool) add up."""
+    job, pool, units = (np.asarray(a, np.int64) for a in (job, pool, units))
+    keep = units > 0
+    job, pool, units = job[keep], pool[keep], units[keep]
+    order = np.lexsort((pool, job))
+    job, pool, units = job[order], pool[order], units[order]
+    first = np.ones(len(job), bool)
+    first[1:] = (job[1:] != job[:-1]) | (pool[1:] != pool[:-1])
+    starts = np.flatnonzero(first)
+    summed = np.add.reduceat(units, starts) if len(starts) else units
+    job, pool = job[starts], pool[starts]
+    ptr = np.zeros(n_jobs + 1, np.int64)
+    np.add.at(ptr, job + 1, 1)
+    return {"current_ptr": np.cumsum(ptr), "current_pool": pool, "current_units": summed.astype(np.int64)}
+
+
+def with_current(problem: Problem, job: np.ndarray, pool: np.ndarray, units: np.ndarray) -> Problem:
+    """``problem`` with the current placement given as rows (job, pool, units) in its indices.
+
+    A service may run on several pools now; its home (``job_current_pool``) becomes its largest
+    row, ties to the lowest pool. Jobs without rows have no current placement.
+    """
+    csr = _current_csr(problem.n_jobs, job, pool, units)
+    home = np.full(problem.n_jobs, -1, np.int64)
+    ptr, cp, cu = csr["current_ptr"], csr["current_pool"], csr["current_units"]
+    if len(cp):
+        row_job = np.repeat(np.arange(problem.n_jobs), np.diff(ptr))
+        order = np.lexsort((cp, -cu, row_job))
+        first = np.ones(len(order), bool)
+        first[1:] = row_job[order][1:] != row_job[order][:-1]
+        home[row_job[order][first]] = cp[order][first]
+    return dataclasses.replace(problem, job_current_pool=home, **csr)
+
+
 class _PoolView:
     """Per-pool attributes as arrays, so a class's eligible pools are a few vector masks.
 
@@ -513,9 +563,8 @@ def subproblem(problem: Problem, jobs: np.ndarray, pool_gpus: np.ndarray, site_c
     """
     P = problem
     jobs = np.asarray(jobs, np.int64)
-    lo, hi = P.pair_ptr[jobs], P.pair_ptr[jobs + 1]
-    counts = hi - lo
-    idx = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+    pair_ptr, pair_idx = _csr_rows(P.pair_ptr, jobs)
+    current_ptr, current_idx = _csr_rows(P.current_ptr, jobs)
     per_job = {name: getattr(P, name)[jobs] for name in vars(P)
                if name.startswith("job_") and name != "job_ids"}
     return dataclasses.replace(
@@ -524,12 +573,23 @@ def subproblem(problem: Problem, jobs: np.ndarray, pool_gpus: np.ndarray, site_c
         **per_job,
         pool_gpus=np.asarray(pool_gpus, np.int64),
         site_cap_mw=np.asarray(site_cap_mw, np.float64),
-        pair_ptr=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
-        pair_pool=P.pair_pool[idx],
-        pair_extra_usd_per_hour=P.pair_extra_usd_per_hour[idx],
-        pair_it_mw=P.pair_it_mw[idx],
-        pair_forbidden=P.pair_forbidden[idx],
+        pair_ptr=pair_ptr,
+        pair_pool=P.pair_pool[pair_idx],
+        pair_extra_usd_per_hour=P.pair_extra_usd_per_hour[pair_idx],
+        pair_it_mw=P.pair_it_mw[pair_idx],
+        pair_forbidden=P.pair_forbidden[pair_idx],
+        current_ptr=current_ptr,
+        current_pool=P.current_pool[current_idx],
+        current_units=P.current_units[current_idx],
         max_moves=P.max_moves if max_moves is None else int(max_moves),
         max_migration_usd=P.max_migration_usd if max_migration_usd is None else float(max_migration_usd),
         meta={**P.meta, "parent_jobs": jobs},
     )
+
+
+def _csr_rows(ptr: np.ndarray, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A per-job CSR restricted to ``jobs``: its new pointer and the entries' old indices."""
+    lo, hi = ptr[jobs], ptr[jobs + 1]
+    counts = hi - lo
+    idx = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts) + np.arange(counts.sum())
+    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64), idx.astype(np.int64)

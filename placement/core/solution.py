@@ -7,7 +7,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from placement.core.objective import TERMS, candidate_speed, net_value, unit_terms
+from placement.core.objective import TERMS, candidate_speed, migration_units, net_value, unit_terms
 from placement.core.problem import Problem
 
 
@@ -64,13 +64,18 @@ class Solution:
 
 
 def solution_terms(problem: Problem, solution: Solution) -> dict[str, np.ndarray]:
-    """Per-row objective terms ($/h, all units of the row), power (MW) and whether it is a move."""
+    """Per-row objective terms ($/h, all units of the row), power (MW), the units charged
+    migration (``moved_units``: beyond the job's current units on the row's pool) and whether the
+    row moves any."""
     P, S = problem, solution
     j, p, u = S.row_job, S.row_pool, S.row_units.astype(np.float64)
     t = unit_terms(P, j, p, candidate_speed(P, j, p))
     out = {k: t[k] * u for k in (*TERMS, "it_mw", "mw")}
+    moved_units = migration_units(P, j, p, S.row_units)
+    out["migration"] = P.job_migration_usd_per_hour[j] * moved_units
     out["net"] = net_value(out)
-    out["moved"] = (P.job_current_pool[j] >= 0) & (P.job_current_pool[j] != p)
+    out["moved_units"] = moved_units
+    out["moved"] = moved_units > 0
     return out
 
 
@@ -106,10 +111,10 @@ def usage(problem: Problem, solution: Solution, rows: np.ndarray | None = None) 
     t = solution_terms(P, S)
     keep = np.ones(len(S.row_job), bool) if rows is None else rows
     j, p, u = S.row_job[keep], S.row_pool[keep], S.row_units[keep]
-    moved = t["moved"][keep]
+    moved_units = t["moved_units"][keep]
     return Usage(
         np.bincount(p, weights=u * P.job_gpus_unit[j], minlength=P.n_pools).astype(np.int64),
         np.bincount(P.pool_site[p], weights=t["mw"][keep], minlength=P.n_sites),
-        len(np.unique(j[moved])),
-        float((u[moved] * P.job_migration_usd[j[moved]]).sum()),
+        len(np.unique(j[moved_units > 0])),
+        float((moved_units * P.job_migration_usd[j]).sum()),
     )
