@@ -298,7 +298,8 @@ def fill(problem: Problem, solution: Solution, kernels: Kernels, options: SolveO
 
 
 def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
-            moves_left: float = np.inf, usd_left: float = np.inf) -> tuple[Solution, np.ndarray]:
+            moves_left: float = np.inf, usd_left: float = np.inf,
+            only: np.ndarray | None = None) -> tuple[Solution, np.ndarray]:
     """Place unplaced training jobs that fit nowhere by stopping strictly lower-tier jobs at one pool.
 
     Strict tiers say a higher-tier job is never out-valued by lower tiers, so when an arrival (or
@@ -309,6 +310,8 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
     is lowest, then stopping the least value, wins (ties: lowest pool). A stopped service frees all its replicas. Jobs in order: required,
     then tier, then value per GPU, highest first. A job with a current pool that would land
     elsewhere needs ``moves_left`` / ``usd_left`` (whole-placement budget; decremented).
+    ``only`` (a mask over jobs) limits which unplaced jobs may stop others: a re-plan lets only
+    arrivals and displaced jobs do so, so re-planning an unchanged plan stops nothing.
 
     Services are not placed this way (their spread needs several pools at once): the greedy fill
     and the solvers handle them. Returns the new solution and the jobs it stopped (to re-place
@@ -316,6 +319,8 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
     """
     P, S = problem, solution
     todo = _preempt_order(P, S)
+    if only is not None:
+        todo = todo[only[todo]]
     if len(todo) == 0:
         return S, np.zeros(0, np.int64)
     state = _Preemption.start(P, S, moves_left, usd_left)

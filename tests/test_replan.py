@@ -78,7 +78,7 @@ def _changes(plan) -> dict:
 
 
 def _valid(plan, pairs=None) -> None:
-    violations = validate_plan(plan.portfolio, plan.jobs, plan.table, pairs, plan.options)
+    violations = validate_plan(plan.portfolio, plan.jobs, plan.table, pairs, plan.options, current=plan.current)
     assert [v for v in violations if v.kind != "required"] == []
 
 
@@ -324,11 +324,11 @@ def test_no_change_replan_is_a_noop(solver: str) -> None:
 
 
 def test_no_change_replan_is_a_noop_on_the_price_and_lns_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``auto`` on a large instance (greedy, price, LP, LNS from the warm start) moves nothing either."""
+    """``--improve`` with ``auto`` on a large instance (LNS from the warm start) moves nothing either."""
     monkeypatch.setattr(pipeline, "EXACT_MAX_CANDIDATES", 0)
     inst = random_instance(5, 5, 14, with_current=False)
     now = solve(inst.portfolio, inst.jobs, inst.pairs, SolveOptions(solver="auto", time_limit_s=1.5, **REF))
-    plan = replan(inst.portfolio, inst.jobs, now.table, [], _opts(time_limit_s=1.5), inst.pairs)
+    plan = replan(inst.portfolio, inst.jobs, now.table, [], _opts(time_limit_s=1.5, improve=True), inst.pairs)
     assert "lns" in plan.summary["stats"]["stages"]
     c = plan.summary["changes"]
     assert (c["moved"], c["stopped"]) == (0, 0)
@@ -347,15 +347,17 @@ def test_a_spread_service_that_stays_is_not_a_move() -> None:
 
 
 def test_threshold_holds_back_a_small_gain() -> None:
-    """A job moves to a cheaper site only when the gain beats its migration cost plus the threshold."""
+    """With ``improve``, a job moves to a cheaper site only when the gain beats its migration cost
+    plus the threshold; without it, an unchanged plan stays (next test)."""
     pf = _portfolio(grid_mw=0.05, n_sites=2)  # s1 costs $10/MWh more: moving there->s0 gains ~$0.10/h
     jobs = _jobs(pf, [{"id": "j", "gpus": 8, "value_usd_per_hour": 20.0,
                        "current_site": "s1", "current_gpu_type": "H100"}])
-    free = replan(pf, jobs, None, [], _opts(default_migration_hours=0.0))
+    free = replan(pf, jobs, None, [], _opts(default_migration_hours=0.0, improve=True))
     assert _changes(free)["j"]["change"] == "moved" and _changes(free)["j"]["reason"] == "better_placement"
-    held = replan(pf, jobs, None, [], _opts(default_migration_hours=0.0, move_threshold_usd_per_hour=0.5))
+    held = replan(pf, jobs, None, [], _opts(default_migration_hours=0.0, move_threshold_usd_per_hour=0.5,
+                                            improve=True))
     assert _changes(held)["j"]["change"] == "unchanged"
-    costly = replan(pf, jobs, None, [], _opts())  # default: an hour of its value, over 24 h
+    costly = replan(pf, jobs, None, [], _opts(improve=True))  # default: an hour of its value, over 24 h
     assert _changes(costly)["j"]["change"] == "unchanged"
 
 

@@ -45,7 +45,8 @@ def replan(
     summary_path: Annotated[Optional[Path], typer.Option("--summary", help="write the summary JSON (with its 'changes' section)")] = None,
     changes_path: Annotated[Optional[Path], typer.Option("--changes", help="write the per-job diff table (.parquet, .csv, .json, .arrow)")] = None,
     pairs: PairsOpt = None,
-    polish: Annotated[bool, typer.Option("--polish/--no-polish", help="auto on large instances: improve the warm start by LNS (--no-polish: fewest changes)")] = True,
+    improve: Annotated[bool, typer.Option("--improve", help="also move running jobs wherever a move pays (within --max-moves / --max-migration-usd, beyond --threshold); default: react only to events and arrivals, so an unchanged plan stays as it is")] = False,
+    polish: Annotated[bool, typer.Option("--polish/--no-polish", help="with --improve, auto on large instances: improve the warm start by LNS (--no-polish: fewest changes)")] = True,
     solver: SolverOpt = None,
     time_limit: TimeLimitOpt = None,
     seed: SeedOpt = None,
@@ -62,7 +63,7 @@ def replan(
             options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,
                                      backend=backend.value if backend else None, max_moves=max_moves,
                                      max_migration_usd=max_migration_usd, move_threshold_usd_per_hour=threshold,
-                                     polish=polish)
+                                     improve=improve, polish=polish)
         except ValidationError as exc:
             raise option_error(exc) from None
         with progress("re-planning", show=not (quiet or as_json)) as on_progress:

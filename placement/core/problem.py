@@ -421,22 +421,34 @@ def _current_csr(n_jobs: int, job: np.ndarray, pool: np.ndarray, units: np.ndarr
     return {"current_ptr": np.cumsum(ptr), "current_pool": pool, "current_units": summed.astype(np.int64)}
 
 
-def with_current(problem: Problem, job: np.ndarray, pool: np.ndarray, units: np.ndarray) -> Problem:
+def with_current(problem: Problem, job: np.ndarray, pool: np.ndarray, units: np.ndarray, *,
+                 keep_home: bool = False) -> Problem:
     """``problem`` with the current placement given as rows (job, pool, units) in its indices.
 
     A service may run on several pools now; its home (``job_current_pool``) becomes its largest
-    row, ties to the lowest pool. Jobs without rows have no current placement.
+    row, ties to the lowest pool. Jobs without rows have no current placement, unless
+    ``keep_home``: then they keep the home they have (a pinned job's only place to start), with
+    all their units counted there, so starting there is not a move.
     """
-    csr = _current_csr(problem.n_jobs, job, pool, units)
-    home = np.full(problem.n_jobs, -1, np.int64)
+    P = problem
+    job, pool, units = (np.asarray(a, np.int64) for a in (job, pool, units))
+    if keep_home:
+        has_rows = np.zeros(P.n_jobs, bool)
+        has_rows[job] = True
+        home_only = np.flatnonzero(~has_rows & (P.job_current_pool >= 0))
+        job = np.concatenate([job, home_only])
+        pool = np.concatenate([pool, P.job_current_pool[home_only]])
+        units = np.concatenate([units, P.job_units[home_only]])
+    csr = _current_csr(P.n_jobs, job, pool, units)
+    home = np.full(P.n_jobs, -1, np.int64)
     ptr, cp, cu = csr["current_ptr"], csr["current_pool"], csr["current_units"]
     if len(cp):
-        row_job = np.repeat(np.arange(problem.n_jobs), np.diff(ptr))
+        row_job = np.repeat(np.arange(P.n_jobs), np.diff(ptr))
         order = np.lexsort((cp, -cu, row_job))
         first = np.ones(len(order), bool)
         first[1:] = row_job[order][1:] != row_job[order][:-1]
         home[row_job[order][first]] = cp[order][first]
-    return dataclasses.replace(problem, job_current_pool=home, **csr)
+    return dataclasses.replace(P, job_current_pool=home, **csr)
 
 
 class _PoolView:

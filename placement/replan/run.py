@@ -52,7 +52,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +60,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from placement.core.objective import unit_terms
-from placement.core.problem import UNLIMITED, Problem, compile_problem
-from placement.core.solution import Reason, Solution, tier_objectives
+from placement.core.problem import UNLIMITED, Problem, compile_problem, subproblem, with_current
+from placement.core.solution import Reason, Solution, tier_objectives, usage
 from placement.current_plan import PlanRows, read_plan_rows
 from placement.errors import InputError, InvalidPlanError, did_you_mean
 from placement.io.columns import text_values
@@ -86,10 +86,14 @@ from placement.replan.state import (
     CurrentState,
     ReplanOptions,
     current_state,
+    current_table,
     replan_options,
 )
 from placement.solvers.bounds import relaxed_bound
+from placement.solvers.compare import better
 from placement.solvers.lns import improve
+from placement.solvers.lns import merge as lns_merge
+from placement.solvers.lp import lp_bound
 from placement.solvers.pipeline import (
     EXACT_MAX_CANDIDATES,
     candidate_count,
@@ -182,6 +186,8 @@ def current_rows(problem: Problem, cur: CurrentState) -> tuple[np.ndarray, np.nd
 
 # Share of the time limit the warm start (fill and preemption) may use before the solvers.
 WARM_SHARE = 0.7
+# Share of the time limit a reacting re-plan gives its LP bound.
+BOUND_SHARE = 0.2
 
 
 @dataclass
@@ -202,7 +208,8 @@ class ReplanPlan(Plan):
     changes: pa.Table | None = None
     portfolio: Portfolio | None = None
     jobs: pa.Table | None = None
-    options: SolveOptions | None = None  # what the plan was validated with (internal budget)
+    options: SolveOptions | None = None  # what the plan was validated with
+    current: pa.Table | None = None  # where jobs ran before, as plan rows: pass to ``validate_plan``
 
     def write_changes(self, path: str | Path) -> None:
         """Write the per-job diff table by extension, atomically."""
@@ -230,23 +237,29 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     plan_rows = _read_current_plan(current_plan, after)
     cur = current_state(after, jobs, plan_rows)
     table = solve_jobs(after, jobs, cur, plan_rows is not None, opts)
-    internal = _internal_options(opts, cur, table)
+    internal = opts.solve_options()
     problem, current = _replan_problem(after, table, pairs, internal, opts, cur)
     kernels = kernels_for(problem, opts.backend)
-    solution, report = _solve_from_current(problem, kernels, internal, current, opts,
+    hit = np.isin(problem.site_ids, [e.site for e in parsed])  # sites an event changed
+    new = cur.arrived.copy()
+    if plan_rows is None:  # without a plan, every job not running is new to the decision
+        new[:] = True
+        new[current.job] = False
+    new[current.job[hit[problem.pool_site[current.pool]]]] = True
+    solution, report = _solve_from_current(problem, kernels, internal, current, opts, new,
                                            warm_start=warm_start, on_progress=on_progress)
 
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=opts.seed,
                       input_sha256=input_digest(after, table, pairs))
     moved, away = true_moves(problem, current, solution)
     _true_moved_column(plan, problem, current, moved)
-    required = _required_unplaced(after, table, pairs, internal, plan)
-    _check_budget(problem, moved, away, opts)
+    now = current_table(after, table, cur)
+    required = _required_unplaced(after, table, pairs, internal, plan, now)
     changes, section = build_changes(ReplanOutcome(after, problem, cur, current, solution, plan, report, parsed,
                                                    moved, away, opts))
     summary = plan.summary.finished(required, time.monotonic() - start, moves=int(moved.sum()), changes=section)
     return ReplanPlan(plan.table, summary, solution, changes=changes, portfolio=after, jobs=table,
-                      options=internal)
+                      options=internal, current=now)
 
 
 def _read_current_plan(current_plan: pa.Table | str | Path | None, portfolio: Portfolio) -> PlanRows | None:
@@ -260,25 +273,6 @@ def _read_current_plan(current_plan: pa.Table | str | Path | None, portfolio: Po
     return read_plan_rows(current_plan, portfolio, source)
 
 
-def _internal_options(opts: ReplanOptions, cur: CurrentState, table: pa.Table) -> SolveOptions:
-    """The options the re-plan solves under: the migration budget widened for multi-pool services.
-
-    The model charges a multi-pool service for its minor rows even when it stays, and counts it
-    as moved; the internal budget allows for that, and ``settle`` then holds the real budget.
-    """
-    n = table.num_rows
-    n_rows = np.bincount(cur.job, minlength=n)
-    multi = n_rows > 1
-    largest = np.zeros(n, np.int64)
-    np.maximum.at(largest, cur.job, cur.units)
-    total = np.bincount(cur.job, weights=cur.units, minlength=n)
-    mig = table.column("migration_cost_usd").to_numpy()
-    inherent = float((mig * (total - largest))[multi].sum())
-    return opts.solve_options(
-        max_moves=None if opts.max_moves is None else opts.max_moves + int(multi.sum()),
-        max_migration_usd=None if opts.max_migration_usd is None else opts.max_migration_usd + inherent)
-
-
 def _replan_problem(portfolio: Portfolio, table: pa.Table, pairs: pa.Table | None, internal: SolveOptions,
                     opts: ReplanOptions, cur: CurrentState) -> tuple[Problem, Current]:
     """The compiled problem (move threshold added to the migration $/h) and the current rows in its indices."""
@@ -287,19 +281,35 @@ def _replan_problem(portfolio: Portfolio, table: pa.Table, pairs: pa.Table | Non
         problem = dataclasses.replace(
             problem, job_migration_usd_per_hour=problem.job_migration_usd_per_hour + opts.move_threshold_usd_per_hour)
     cj, cp, cu = current_rows(problem, cur)
-    problem = _forget_forbidden_current(problem, cj, cp)
+    problem = _forget_forbidden_current(with_current(problem, cj, cp, cu, keep_home=True), cj, cp)
     return problem, Current(cj, cp, cu)
 
 
 def _solve_from_current(P: Problem, kernels: Kernels, internal: SolveOptions, current: Current,
-                        opts: ReplanOptions, *, warm_start: bool, on_progress) -> tuple[Solution, RepairReport]:
-    """Repair the current placement, warm-start the solvers from it, and settle within the budget."""
+                        opts: ReplanOptions, changed: np.ndarray, *, warm_start: bool,
+                        on_progress) -> tuple[Solution, RepairReport]:
+    """Repair the current placement, then react to what changed (default) or improve the whole
+    plan from the warm start (``opts.improve``), and settle within the budget.
+
+    ``changed``: jobs that arrived or run at a site an event changed; with the jobs the repair
+    displaced, they are what a reacting re-plan may re-place.
+    """
     n = P.n_jobs
     reason0 = np.full(n, Reason.OUT_VALUED, np.int8)
     reason0[current.job] = Reason.PLACED
     initial = Solution(current.job, current.pool, current.units, reason0, solver="current")
     t0 = time.monotonic()
     repaired, report = repair_with_report(P, initial, kernels)
+    if warm_start and not opts.improve:
+        displaced = np.zeros(n, bool)
+        displaced[current.job] = True
+        displaced[repaired.row_job] = False
+        warm = _warm_start(P, kernels, internal, current, repaired, opts, t0, preempt_for=displaced | changed)
+        new = displaced | changed | _rows_changed(P, repaired, warm)
+        result = _react(P, kernels, internal, warm, new, opts, t0)
+        solution = _settled(P, current, repaired, warm, result, opts)
+        solution.stats = {**solution.stats, "repair": report.counts, "warm_start": True, "improve": False}
+        return solution, report
     warm = _warm_start(P, kernels, internal, current, repaired, opts, t0) if warm_start else repaired
     left = max(opts.time_limit_s - (time.monotonic() - t0), opts.time_limit_s * 0.1)
     solve_opts = internal.model_copy(update={"time_limit_s": left})
@@ -310,8 +320,52 @@ def _solve_from_current(P: Problem, kernels: Kernels, internal: SolveOptions, cu
     else:
         result = run_pipeline(P, solve_opts, kernels, on_progress=on_progress, initial=warm)
     solution = _settled(P, current, repaired, warm, result, opts)
-    solution.stats = {**solution.stats, "repair": report.counts, "warm_start": warm_start}
+    solution.stats = {**solution.stats, "repair": report.counts, "warm_start": warm_start, "improve": True}
     return solution, report
+
+
+def _react(P: Problem, kernels: Kernels, internal: SolveOptions, warm: Solution, new: np.ndarray,
+           opts: ReplanOptions, t0: float) -> Solution:
+    """The warm start with only what changed re-solved: a job it runs that is not ``new``
+    (arrived, at a site an event changed, stopped or moved by preemption) stays exactly where it is.
+
+    With nothing new the warm start is the answer: a re-plan of an unchanged plan is the plan
+    plus whatever the fill could start. Otherwise the new jobs and every job not running are
+    solved by the pipeline over the capacity the fixed ones leave, from the warm start, and
+    merged back when that is lexicographically better. The bound is the LP bound, under at most
+    ``BOUND_SHARE`` of the time limit.
+    """
+    deadline = t0 + opts.time_limit_s
+    result = warm
+    if np.any(new):
+        jobs = np.flatnonzero(new | ~warm.placed)
+        fixed = ~np.isin(warm.row_job, jobs)
+        used = usage(P, warm, fixed)
+        gpus, mw = used.residual(P)
+        moves, usd = used.budget_left(P)
+        sub = subproblem(P, jobs, gpus, mw, max_moves=moves, max_migration_usd=usd)
+        local = np.full(P.n_jobs, -1, np.int64)
+        local[jobs] = np.arange(len(jobs))
+        start = Solution(local[warm.row_job[~fixed]], warm.row_pool[~fixed], warm.row_units[~fixed],
+                         warm.reason[jobs].copy(), solver="warm-start")
+        left = max(deadline - time.monotonic() - opts.time_limit_s * BOUND_SHARE, opts.time_limit_s * 0.1)
+        solved = run_pipeline(sub, internal.model_copy(update={"time_limit_s": left}),
+                              kernels_for(sub, kernels.name), initial=start)
+        merged = lns_merge(P, warm, solved, jobs)
+        result = merged if better(P, merged, warm) else warm
+        result.stats = {**warm.stats, "stages": solved.stats.get("stages", []), "react_jobs": int(len(jobs))}
+    result = replace(result, backend=kernels.name, solver="replan", status="feasible")
+    bound_by = min(deadline, time.monotonic() + opts.time_limit_s * BOUND_SHARE)
+    lp = lp_bound(P, kernels, incumbent=result, deadline=bound_by)
+    result.bound = min(lp.bound, relaxed_bound(P, kernels))
+    result.site_price_usd_per_mwh, result.pool_price_usd_per_gpu_hour = lp.site_price, lp.pool_price
+    return result
+
+
+def _rows_changed(P: Problem, before: Solution, after: Solution) -> np.ndarray:
+    """Jobs placed in ``before`` whose rows in ``after`` differ (moved or stopped)."""
+    moved, _ = true_moves(P, Current(before.row_job, before.row_pool, before.row_units), after)
+    return moved | (before.placed & ~after.placed)
 
 
 def _settled(P: Problem, current: Current, repaired: Solution, warm: Solution, result: Solution,
@@ -340,23 +394,15 @@ def _settled(P: Problem, current: Current, repaired: Solution, warm: Solution, r
 
 
 def _required_unplaced(portfolio: Portfolio, table: pa.Table, pairs: pa.Table | None, internal: SolveOptions,
-                       plan: Plan) -> list[str]:
-    """Validate the plan (``InvalidPlanError``: a bug); the required jobs it could not place."""
-    violations = validate_plan(portfolio, table, plan.table, pairs, internal)
+                       plan: Plan, now: pa.Table) -> list[str]:
+    """Validate the plan against the placement ``now`` (``InvalidPlanError``: a bug); the
+    required jobs it could not place."""
+    violations = validate_plan(portfolio, table, plan.table, pairs, internal, current=now)
     bugs = [v for v in violations if v.kind != "required"]
     if bugs:
         raise InvalidPlanError(f"re-plan ({plan.solution.solver}) produced an invalid plan (a bug): "
                                + "; ".join(v.message for v in bugs[:10]))
     return sorted(v.job_id for v in violations if v.kind == "required")
-
-
-def _check_budget(P: Problem, moved: np.ndarray, away: np.ndarray, opts: ReplanOptions) -> None:
-    """Raise ``InvalidPlanError`` (a bug) when the true moves break the whole-placement budget."""
-    spent = float((away * P.job_migration_usd)[moved].sum())
-    if ((opts.max_moves is not None and int(moved.sum()) > opts.max_moves)
-            or (opts.max_migration_usd is not None and spent > opts.max_migration_usd + 1e-6)):
-        raise InvalidPlanError(f"re-plan moves {int(moved.sum())} jobs for {spent:.2f} USD, over the budget "
-                               f"(max_moves {opts.max_moves}, max_migration_usd {opts.max_migration_usd}) (a bug)")
 
 
 def _budget_left(P: Problem, current: Current, sol: Solution, opts: ReplanOptions) -> tuple[float, float]:
@@ -369,12 +415,12 @@ def _budget_left(P: Problem, current: Current, sol: Solution, opts: ReplanOption
 
 
 def _warm_start(P: Problem, kernels: Kernels, internal: SolveOptions, current: Current, repaired: Solution,
-                opts: ReplanOptions, t0: float) -> Solution:
+                opts: ReplanOptions, t0: float, preempt_for: np.ndarray | None = None) -> Solution:
     """Repaired current placement + greedy fill + preemption by higher tiers + fill of what they stopped.
 
     The fill and preemption share the first ``WARM_SHARE`` of the time limit (placing what fits
     is where a re-plan's value is; the solvers polish in the rest); every step keeps within the
-    whole-placement migration budget.
+    whole-placement migration budget. ``preempt_for``: the jobs that may stop others (default all).
     """
     deadline = t0 + opts.time_limit_s * WARM_SHARE
 
@@ -385,7 +431,7 @@ def _warm_start(P: Problem, kernels: Kernels, internal: SolveOptions, current: C
 
     warm = filled(repaired)
     moves, usd = _budget_left(P, current, warm, opts)
-    warm, stopped = preempt(P, warm, deadline=deadline, moves_left=moves, usd_left=usd)
+    warm, stopped = preempt(P, warm, deadline=deadline, moves_left=moves, usd_left=usd, only=preempt_for)
     if len(stopped):
         warm = filled(warm)
     return warm

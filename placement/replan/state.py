@@ -32,7 +32,13 @@ class ReplanOptions(SolveOptions):
       ``migration_cost_usd`` is 0 (per replica for services); None: use
       ``default_migration_hours`` hours of the job's value instead (0 lets them move freely);
     - ``migration_cost_usd``: per-job one-off move cost by job id, overriding both;
-    - ``polish``: with solver ``auto`` on instances too big to prove, improve the warm start by
+    - ``improve``: improve the whole plan, moving running jobs wherever a move pays (its gain
+      beats its migration cost plus the threshold), within ``max_moves`` / ``max_migration_usd``.
+      False (the default): react only to what changed. A running job moves or stops only when an
+      event displaces it or an arriving or displaced job of a higher tier needs its room; jobs
+      that arrived, were displaced or are not running are placed in the room left. Re-planning
+      an unchanged plan then moves and stops nothing.
+    - ``polish``: with ``improve``, solver ``auto`` on instances too big to prove: improve the warm start by
       large-neighbourhood search (each step strictly better, strict tiers: a higher-tier gain may
       move or stop lower-tier jobs). False keeps the warm start (repair, fill, preemption): the
       fewest changes.
@@ -42,6 +48,7 @@ class ReplanOptions(SolveOptions):
     default_migration_cost_usd: _Usd | None = None
     default_migration_hours: _Usd = 1.0
     migration_cost_usd: dict[str, _Usd] = Field(default_factory=dict)
+    improve: bool = False
     polish: bool = True
 
     def solve_options(self, **update: Any) -> SolveOptions:
@@ -122,4 +129,19 @@ def current_state(portfolio: Portfolio, jobs: pa.Table, plan: PlanRows | None) -
     return CurrentState(job, rest // T, rest % T, units, arrived, departed, before_mw)
 
 
-__all__ = ["CurrentState", "ReplanOptions", "current_state", "replan_options"]
+def current_table(portfolio: Portfolio, jobs: pa.Table, cur: CurrentState) -> pa.Table:
+    """The current placement as plan rows (``job_id, status, site_id, gpu_type, replicas``): what
+    the validator counts moves against."""
+    ids = np.asarray(jobs.column("id").to_numpy(zero_copy_only=False), object)
+    site_ids = np.array([s.id for s in portfolio.sites], object)
+    types = np.array(list(portfolio.gpu_types), object)
+    return pa.table({
+        "job_id": pa.array(ids[cur.job].tolist(), pa.string()),
+        "status": pa.array(["placed"] * len(cur.job), pa.string()),
+        "site_id": pa.array(site_ids[cur.site].tolist() if len(cur.job) else [], pa.string()),
+        "gpu_type": pa.array(types[cur.gpu_type].tolist() if len(cur.job) else [], pa.string()),
+        "replicas": pa.array(cur.units, pa.int64()),
+    })
+
+
+__all__ = ["CurrentState", "ReplanOptions", "current_state", "current_table", "replan_options"]

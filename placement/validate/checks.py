@@ -285,16 +285,38 @@ def check_reported_figures(ctx: PlanContext) -> list[Violation]:
     return found
 
 
+def moved_jobs(ctx: PlanContext) -> tuple[np.ndarray, np.ndarray]:
+    """Jobs the plan moves, and per job the units it places beyond what ran on each pool before.
+
+    A job moves when it runs now and in the plan, on rows that differ: a unit lands on a pool
+    where it had fewer, or it keeps fewer units than it had. Starting and stopping are not moves.
+    """
+    p_rows = ctx.p_rows
+    pj, ps, pt = ctx.jr[p_rows], ctx.sr[p_rows], ctx.tr[p_rows]
+    units = np.where(ctx.inference[pj], ctx.reps[p_rows], 1).astype(np.int64)
+    S, T = len(ctx.site_names) + 1, len(ctx.types) + 1  # +1: unknown names (-1) get their own key
+    now_key = (ctx.now_job * S + ctx.now_site + 1) * T + ctx.now_type + 1
+    keys, inv = np.unique(now_key, return_inverse=True)
+    before = np.bincount(inv.reshape(-1), weights=ctx.now_units, minlength=len(keys))
+    new_key = (pj * S + ps + 1) * T + pt + 1
+    pos = np.minimum(np.searchsorted(keys, new_key), max(len(keys) - 1, 0))
+    old = np.where(keys[pos] == new_key, before[pos], 0) if len(keys) else np.zeros(len(pj))
+    away = np.bincount(pj, weights=np.maximum(units - old, 0), minlength=ctx.n)
+    kept = np.bincount(pj, weights=np.minimum(units, old), minlength=ctx.n)
+    total_now = np.bincount(ctx.now_job, weights=ctx.now_units, minlength=ctx.n)
+    total_new = np.bincount(pj, weights=units, minlength=ctx.n)
+    runs_now, runs_new = total_now > 0, ctx.n_placed > 0
+    moved = runs_now & runs_new & ((away > 0) | (kept != total_now) | (total_new != total_now))
+    return np.flatnonzero(moved), away
+
+
 def check_migration_budget(ctx: PlanContext) -> list[Violation]:
-    """Jobs moved off their current pool stay within ``max_moves`` and ``max_migration_usd``."""
-    p_rows, jr, options = ctx.p_rows, ctx.jr, ctx.options
-    pj = jr[p_rows]
-    has_cur = (ctx.cur_site >= 0) & (ctx.cur_type >= 0)
-    away = p_rows[has_cur[pj] & ((ctx.sr[p_rows] != ctx.cur_site[pj]) | (ctx.tr[p_rows] != ctx.cur_type[pj]))]
-    moved = np.unique(jr[away])
+    """Moved jobs stay within ``max_moves`` and ``max_migration_usd`` (one-off cost per unit
+    landing where the job had fewer units)."""
+    options = ctx.options
+    moved, away = moved_jobs(ctx)
     mig = number_column(ctx.jobs, "migration_cost_usd", 0.0)
-    away_reps = np.bincount(jr[away], weights=ctx.reps[away], minlength=ctx.n)
-    cost = np.where(ctx.inference, mig * away_reps, mig)[moved]
+    cost = (mig * away)[moved]
     found = []
     if options.max_moves is not None and len(moved) > options.max_moves:
         names = ", ".join(map(ctx.job_name, moved[:10])) + (", ..." if len(moved) > 10 else "")

@@ -81,6 +81,12 @@ class PlanContext:
     cur_type_name: pa.Array
     cur_site: np.ndarray
     cur_type: np.ndarray
+    # where jobs run now, as rows (job, site, type, units): the ``current`` table, else the jobs'
+    # current_site / current_gpu_type with all their units
+    now_job: np.ndarray
+    now_site: np.ndarray
+    now_type: np.ndarray
+    now_units: np.ndarray
     # pools, (S, T); -1 GPUs where the site has no pool of the type
     pool_gpus: np.ndarray
     pool_kw: np.ndarray
@@ -170,8 +176,9 @@ def over(total: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 
 def build_context(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: pa.Table | None,
-                  options: SolveOptions) -> PlanContext:
-    """Parse and index ``plan`` (which has every ``PLAN_COLUMNS`` column) against the inputs."""
+                  options: SolveOptions, current: pa.Table | None = None) -> PlanContext:
+    """Parse and index ``plan`` (which has every ``PLAN_COLUMNS`` column) against the inputs;
+    ``current`` (a plan table) is where jobs run now, else the jobs' current columns say."""
     types = list(portfolio.gpu_types)
     site_names = [s.id for s in portfolio.sites]
     id_array = pc.cast(jobs.column("id").combine_chunks(), pa.string())
@@ -187,11 +194,31 @@ def build_context(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
     unit_mw = np.where(np.isnan(pair_mw), job["unit_gpus"][oj] * kw / 1000.0, pair_mw)
     it_mw = rows["reps"][ok] * unit_mw
     pue = np.array([s.pue for s in portfolio.sites])
+    now = _now_rows(current, id_array, site_names, types, job)
     return PlanContext(
         portfolio=portfolio, jobs=jobs, plan=plan, options=options, sites=portfolio.sites, types=types,
         site_names=site_names, job_ids=id_array.to_numpy(zero_copy_only=False), **rows, **job,
         pool_gpus=pool_gpus, pool_kw=pool_kw, ok=ok, oj=oj, os_=os_, ot=ot, forbidden=forbidden,
-        it_mw=it_mw, fac_mw=it_mw * pue[os_])
+        it_mw=it_mw, fac_mw=it_mw * pue[os_], **now)
+
+
+def _now_rows(current: pa.Table | None, id_array: pa.Array, site_names: list[str], types: list[str],
+              job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Where jobs run now, as rows at known pools: ``current``'s placed rows, else each job's
+    current_site / current_gpu_type holding all its units."""
+    if current is None:
+        j = np.flatnonzero((job["cur_site"] >= 0) & (job["cur_type"] >= 0))
+        s, t = job["cur_site"][j], job["cur_type"][j]
+        u = np.where(job["inference"][j], job["job_reps"][j], 1)
+    else:
+        rows = _row_fields(current, id_array, site_names, types, len(id_array))
+        j = rows["jr"][rows["p_rows"]]
+        s, t = rows["sr"][rows["p_rows"]], rows["tr"][rows["p_rows"]]
+        u = np.where(job["inference"][j], rows["reps"][rows["p_rows"]], 1)
+        keep = (s >= 0) & (t >= 0)
+        j, s, t, u = j[keep], s[keep], t[keep], u[keep]
+    return {"now_job": np.asarray(j, np.int64), "now_site": np.asarray(s, np.int64),
+            "now_type": np.asarray(t, np.int64), "now_units": np.asarray(u, np.int64)}
 
 
 def _row_fields(plan: pa.Table, id_array: pa.Array, site_names: list[str], types: list[str],

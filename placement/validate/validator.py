@@ -24,10 +24,15 @@ __all__ = ["Violation", "validate_plan"]
 
 
 def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: pa.Table | None = None,
-                  options: SolveOptions | None = None) -> list[Violation]:
-    """Every hard-constraint violation of ``plan`` for these inputs; ``[]`` means valid."""
+                  options: SolveOptions | None = None, current: pa.Table | None = None) -> list[Violation]:
+    """Every hard-constraint violation of ``plan`` for these inputs; ``[]`` means valid.
+
+    ``current``: the plan running now (a plan table); the migration budget counts moves against
+    its rows. Without it, each job runs where the jobs table's ``current_site`` /
+    ``current_gpu_type`` say, with all its units.
+    """
     missing = [c for c in PLAN_COLUMNS if c not in plan.column_names]
     if missing:
         return [Violation("schema", None, None, f"the plan has no column(s) {', '.join(missing)}")]
-    ctx = build_context(portfolio, jobs, plan, pairs, options or portfolio.solve)
+    ctx = build_context(portfolio, jobs, plan, pairs, options or portfolio.solve, current)
     return [v for check in CHECKS for v in check(ctx)]
