@@ -1,4 +1,4 @@
-"""Warm re-plan vs cold solve after 1% of jobs arrive (issue 7): how much a warm start saves.
+"""Re-plan stability and warm re-plan vs cold solve after 1% of jobs arrive.
 
     python -m bench.replan --jobs 100000 --sites 1000 --time-limit 120 --warm-time-limit 10
 
@@ -6,13 +6,13 @@
    (``placement.generate.families``; sites sized for all of them) and keep the first ``jobs`` as the jobs
    running today.
 2. **Baseline**: ``solve`` those (solver ``auto``, ``--time-limit``).
-3. **Steady state**: ``replan`` the baseline with no change: the plan a scheduler re-planning in a
-   loop holds (the cold pipeline can leave room that fits profitable jobs; the fill starts them).
-   This is *the plan running now* for what follows.
-4. **No change**: ``replan`` the steady state again with no event (stability at scale: how many
-   jobs move, stop or start).
+3. **No change**: ``replan`` the baseline with no event: it must move and stop nothing, whatever
+   the baseline's quality (it may start jobs that fit in free room).
+4. **Again**: ``replan`` that re-plan with no event: it must change nothing at all
+   (``replan(replan(p)) == replan(p)``). This is *the plan running now* for what follows.
 5. **Warm**: ``replan`` all jobs (the last ``arrivals`` share arrive) from the plan running now,
-   ``--warm-time-limit``; then again with ``polish=False`` (the warm start alone: fewest changes).
+   ``--warm-time-limit``, reacting only to the arrivals; then again with ``improve`` (running jobs
+   may move where a move pays).
 6. **Cold**: ``solve`` the very jobs table the warm re-plan solved (current placement and move
    costs filled in, so both plans are scored by the same objective, migration included), solver
    ``auto``, ``--time-limit``, no warm start.
@@ -91,18 +91,20 @@ def run(n_jobs: int, n_sites: int, arrivals: float, time_limit: float, warm_limi
     runs.append(_record("baseline: cold solve of today's jobs", time.monotonic() - t, first.summary, None))
     log(f"baseline: {runs[-1]['wall_s']:.1f} s, objective {first.objective:,.0f} $/h")
 
-    # The plan running now: what a scheduler re-planning in a loop holds (the baseline, filled).
+    # No change: the baseline re-planned must move and stop nothing (it may start what fits).
     t = time.monotonic()
     now = replan(portfolio, today, first.table, [], warm_opts)
-    runs.append(_record("steady state: re-plan of the baseline, no change", time.monotonic() - t, now.summary,
+    runs.append(_record("no-change re-plan of the baseline", time.monotonic() - t, now.summary,
                         diff_counts(first.table, now.table)))
-    log(f"steady state: {runs[-1]['wall_s']:.1f} s, moved {runs[-1]['moved']}, started {runs[-1]['started']}")
+    log(f"no-change re-plan: {runs[-1]['wall_s']:.1f} s, moved {runs[-1]['moved']}, stopped {runs[-1]['stopped']}, "
+        f"started {runs[-1]['started']}")
 
+    # Idempotence: re-planning that again changes nothing at all. This is the plan running now.
     t = time.monotonic()
     same = replan(portfolio, today, now.table, [], warm_opts)
-    runs.append(_record("no-change re-plan of the steady state", time.monotonic() - t, same.summary,
+    runs.append(_record("no-change re-plan of that re-plan", time.monotonic() - t, same.summary,
                         diff_counts(now.table, same.table)))
-    log(f"no-change re-plan: {runs[-1]['wall_s']:.1f} s, moved {runs[-1]['moved']}, stopped {runs[-1]['stopped']}, "
+    log(f"again: {runs[-1]['wall_s']:.1f} s, moved {runs[-1]['moved']}, stopped {runs[-1]['stopped']}, "
         f"started {runs[-1]['started']}")
 
     t = time.monotonic()
@@ -112,10 +114,10 @@ def run(n_jobs: int, n_sites: int, arrivals: float, time_limit: float, warm_limi
     log(f"warm re-plan: {runs[-1]['wall_s']:.1f} s, objective {warm.objective:,.0f} $/h")
 
     t = time.monotonic()
-    quiet = replan(portfolio, all_jobs, now.table, [], warm_opts.model_copy(update={"polish": False}))
-    runs.append(_record(f"warm re-plan, polish off: {n_new:,} arrivals", time.monotonic() - t, quiet.summary,
-                        diff_counts(now.table, quiet.table)))
-    log(f"warm re-plan (polish off): {runs[-1]['wall_s']:.1f} s, objective {quiet.objective:,.0f} $/h")
+    better = replan(portfolio, all_jobs, now.table, [], warm_opts.model_copy(update={"improve": True}))
+    runs.append(_record(f"warm re-plan with --improve: {n_new:,} arrivals", time.monotonic() - t, better.summary,
+                        diff_counts(now.table, better.table)))
+    log(f"warm re-plan (improve): {runs[-1]['wall_s']:.1f} s, objective {better.objective:,.0f} $/h")
 
     t = time.monotonic()
     cold = solve(portfolio, warm.jobs, None, cold_opts)
@@ -123,6 +125,7 @@ def run(n_jobs: int, n_sites: int, arrivals: float, time_limit: float, warm_limi
                         diff_counts(now.table, cold.table)))
     log(f"cold solve: {runs[-1]['wall_s']:.1f} s, objective {cold.objective:,.0f} $/h")
     w, c = runs[3], runs[5]
+    n0, n1 = runs[1], runs[2]
     return {
         "benchmark": "replan", "date": datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
         "platform": platform.platform(), "cpus": __import__("os").cpu_count(), "version": package_version(),
@@ -131,6 +134,8 @@ def run(n_jobs: int, n_sites: int, arrivals: float, time_limit: float, warm_limi
         "runs": runs, "ratio_warm_over_cold_wall": w["wall_s"] / c["wall_s"],
         "warm_minus_cold_objective": w["objective"] - c["objective"],
         "warm_lex_ge_cold": bool(_lex_ge(w["tiers"], c["tiers"])),
+        "no_change_moved_or_stopped": n0["moved"] + n0["stopped"],
+        "idempotent": n1["moved"] + n1["stopped"] + n1["started"] == 0,
     }
 
 
@@ -153,6 +158,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"- **Warm / cold wall time: {r['ratio_warm_over_cold_wall']:.3f}**; warm − cold objective "
         f"{r['warm_minus_cold_objective']:+,.2f} $/h (same problem, migration included); warm lexicographically "
         f"≥ cold: {r['warm_lex_ge_cold']}.",
+        f"- **No-change re-plan: {r['no_change_moved_or_stopped']} jobs moved or stopped**; re-planning it again "
+        f"changes nothing: {r['idempotent']}.",
         "",
         "| run | wall s | pipeline s | objective $/h | tiers $/h (highest first) | placed | moved | stopped | started | stages |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
@@ -164,7 +171,8 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{x.get('started', '-')} | {', '.join(x['stages'] or [])} |")
     lines.append("")
     lines.append("Moved / stopped / started count jobs against the plan before each run: the baseline for the "
-                 "steady state, the steady state (the plan running now) for the others.")
+                 "first no-change re-plan, that re-plan for the second, the second (the plan running now) for "
+                 "the others.")
     return "\n".join(lines) + "\n"
 
 
