@@ -14,7 +14,7 @@ import argparse
 import time
 
 from bench.instances import TIGHT_SIZES, instance, load, parse_sizes
-from placement import SolveOptions, solve
+from placement import solve
 from placement.generate.tight import TIGHT_FAMILIES, VALUE_USD_PER_HOUR
 
 

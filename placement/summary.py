@@ -18,11 +18,13 @@ from typing_extensions import TypedDict  # pydantic needs this TypedDict on Pyth
 
 
 class PlanStatus(StrEnum):
-    """How far the solver got: proven optimal, a feasible plan, out of time, or an infeasible input."""
+    """How far the solver got: proven optimal, a feasible plan, out of time, stopped by a signal
+    (SIGINT or SIGTERM: the best plan found so far), or an infeasible input."""
 
     OPTIMAL = "optimal"
     FEASIBLE = "feasible"
     TIME_LIMIT = "time_limit"
+    INTERRUPTED = "interrupted"
     INFEASIBLE = "infeasible"
 
 

@@ -487,6 +487,8 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     best.site_price_usd_per_mwh, best.pool_price_usd_per_gpu_hour = lam, mu
     if time.monotonic() > deadline and best.status == "optimal":
         best.status = "feasible"
+    if "interrupted" in stages:
+        best.status = "interrupted"
     re_explain(P, kernels, best)
     best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start, "decomposed": {
         "parts": parts.k, "partition": parts.kind, "executor": options.executor, "workers": workers,

@@ -176,6 +176,8 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     best.backend = kernels.name
     if time.monotonic() > deadline and best.status == "optimal":
         best.status = "feasible"
+    if "interrupted" in run.names:
+        best.status = "interrupted"
     re_explain(P, kernels, best)
     best.stats = {**best.stats, "stages": run.names, "stage_seconds": run.seconds,
                   "seconds_solve": time.monotonic() - start}

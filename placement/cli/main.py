@@ -1,7 +1,10 @@
 """The ``placement`` command line: solve, validate, replan, sweep, generate, info.
 
-Exit codes: 0 ok; 1 an invalid plan (``validate``); 2 bad input or an unusable backend;
-3 a required job cannot be placed (the plan is still written, with it unplaced).
+Exit codes: 0 ok; 1 an invalid plan (``validate``) or a failed scenario (``sweep``); 2 bad input
+or an unusable backend; 3 a required job cannot be placed (the plan is still written, with it
+unplaced); 4 an internal error (a bug: the traceback goes to a file the message names; nothing is
+written); 130 / 143 stopped by SIGINT / SIGTERM (the best plan so far is written, status
+``interrupted``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import typer
 
 from placement.api import solve as solve_plan
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
-                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs,
-                                  exit_if_required_unplaced, fail, load_inputs, out, progress, solve_options)
+                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs, exit_if_interrupted,
+                                  exit_if_required_unplaced, fail, install_signal_handlers, load_inputs, out,
+                                  progress, reported_errors, solve_options, write_outputs)
 from placement.cli.replan import replan as _replan
 from placement.cli.report import print_report
 from placement.cli.sweep import sweep as _sweep
-from placement.errors import BackendUnavailableError, InputError
+from placement.errors import InputError
 from placement.generate.families import FAMILIES, write_instance
 from placement.io.tables import read_plan_table
 from placement.kernels import gpu_status
@@ -52,7 +56,7 @@ def solve(
     as_json: JsonOpt = False,
 ) -> None:
     """Solve a portfolio's jobs into a plan; print a summary, write the plan and summary."""
-    try:
+    with reported_errors():
         check_outputs((out_path,), summary_path)
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed,
@@ -60,18 +64,12 @@ def solve(
                                 workers=workers, address=address)
         with progress("solving", show=not (quiet or as_json)) as on_progress:
             plan = solve_plan(portfolio, job_table, pair_table, options, on_progress=on_progress)
-    except (InputError, BackendUnavailableError) as exc:
-        raise fail(exc) from None
-    except ValueError as exc:  # an option value the solvers reject
-        raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
-    if out_path:
-        plan.write(out_path)
-    if summary_path:
-        plan.write_summary(summary_path)
-    if as_json:
-        print(json.dumps(plan.summary.to_dict(), indent=2, default=str))
-    elif not quiet:
-        print_report(plan.summary, out)
+        write_outputs(plan.table, out_path, plan.summary.to_dict(), summary_path)
+        if as_json:
+            print(json.dumps(plan.summary.to_dict(), indent=2, default=str))
+        elif not quiet:
+            print_report(plan.summary, out)
+    exit_if_interrupted(plan.summary)
     exit_if_required_unplaced(plan.summary, plan.table)
 
 
@@ -83,11 +81,9 @@ def validate(
     pairs: PairsOpt = None,
 ) -> None:
     """Check a plan against every hard constraint: exit 0 when valid, 1 with the violations."""
-    try:
+    with reported_errors():
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         violations = validate_plan(portfolio, job_table, read_plan_table(plan), pair_table)
-    except InputError as exc:
-        raise fail(exc) from None
     if not violations:
         out.print(f"valid: {job_table.num_rows:,} jobs, every hard constraint holds")
         return
@@ -149,6 +145,7 @@ app.command(name="sweep")(_sweep)
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=os.environ.get("PLACEMENT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    install_signal_handlers()
     app()
 
 

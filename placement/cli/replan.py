@@ -19,10 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from placement.cli.common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
-                                  TimeLimitOpt, check_outputs, exit_if_required_unplaced, fail, load_inputs,
-                                  option_error, out, progress)
+                                  TimeLimitOpt, check_outputs, exit_if_interrupted, exit_if_required_unplaced,
+                                  load_inputs, option_error, out, progress, reported_errors, write_outputs)
 from placement.cli.report import money, print_required_unplaced
-from placement.errors import BackendUnavailableError, InputError
 from placement.model.events import parse_event
 from placement.replan import replan as run_replan
 from placement.replan import replan_options
@@ -55,7 +54,7 @@ def replan(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-plan after events from the plan running now: write the new plan, print what changes."""
-    try:
+    with reported_errors():
         check_outputs((out_path, changes_path), summary_path)
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         events = [parse_event(text, portfolio) for text in event or []]
@@ -68,20 +67,13 @@ def replan(
             raise option_error(exc) from None
         with progress("re-planning", show=not (quiet or as_json)) as on_progress:
             result = run_replan(portfolio, job_table, plan, events, options, pair_table, on_progress=on_progress)
-    except (InputError, BackendUnavailableError) as exc:
-        raise fail(exc) from None
-    except ValueError as exc:  # a value the solvers reject
-        raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
-    if out_path:
-        result.write(out_path)
-    if summary_path:
-        result.write_summary(summary_path)
-    if changes_path:
-        result.write_changes(changes_path)
-    if as_json:
-        print(json.dumps(result.summary.to_dict(), indent=2, default=str))
-    elif not quiet:
-        print_changes(result.summary, result.changes, out)
+        write_outputs(result.table, out_path, result.summary.to_dict(), summary_path,
+                      extra=[(changes_path, result.changes)])
+        if as_json:
+            print(json.dumps(result.summary.to_dict(), indent=2, default=str))
+        elif not quiet:
+            print_changes(result.summary, result.changes, out)
+    exit_if_interrupted(result.summary)
     exit_if_required_unplaced(result.summary, result.table)
 
 

@@ -17,10 +17,10 @@ import typer
 from rich.table import Table
 
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
-                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, fail, load_inputs, out,
-                                  solve_options)
+                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, load_inputs, out,
+                                  reported_errors, solve_options)
 from placement.core.executors import make_executor
-from placement.errors import BackendUnavailableError, InputError
+from placement.errors import InputError
 from placement.sweep.run import run_sweep, table_rows
 from placement.sweep.scenarios import load_scenarios
 
@@ -43,7 +43,7 @@ def sweep(
     as_json: JsonOpt = False,
 ) -> None:
     """Solve the base case and each scenario (time limit per scenario); write and print the comparison."""
-    try:
+    with reported_errors():
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         todo = load_scenarios(scenarios)
         options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed,
@@ -63,10 +63,6 @@ def sweep(
 
                 table = run_sweep(portfolio, job_table, pair_table, todo, options, out_dir, ex,
                                   resume=resume, on_row=on_row)
-    except (InputError, BackendUnavailableError) as exc:
-        raise fail(exc) from None
-    except ValueError as exc:
-        raise fail(InputError("command line", [("", str(exc).splitlines()[0])])) from None
     rows = table_rows(table)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))

@@ -41,7 +41,7 @@ class Solution:
     reason: np.ndarray
     solver: str
     backend: str = "reference"
-    status: str = "feasible"  # optimal | feasible | time_limit | infeasible
+    status: str = "feasible"  # optimal | feasible | time_limit | interrupted | infeasible
     bound: float = float("inf")
     site_price_usd_per_mwh: np.ndarray | None = None
     pool_price_usd_per_gpu_hour: np.ndarray | None = None

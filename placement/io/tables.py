@@ -6,7 +6,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,22 +73,65 @@ def read_pairs(path: str | Path, portfolio: Portfolio, jobs: pa.Table) -> pa.Tab
     return validate_pairs(table, portfolio, jobs, str(path))
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(tmp)`` to a temp file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _file_mode() -> int:
+    """The mode new files get under this process's umask (``0o666 & ~umask``)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # read once: os.umask is process-wide, so it is not touched later
+
+
+def write_together(files: Sequence[tuple[str | Path, Callable[[Path], None]]]) -> None:
+    """Write each ``(path, write)`` via ``write(tmp)`` to a temp file beside ``path``, then rename
+    them all into place: the outputs of one command appear together or not at all (a failure or a
+    kill before the renames leaves none, and never a partial file). Files get the umask's mode."""
+    staged: list[tuple[Path, Path]] = []
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        for path, write in files:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            staged.append((Path(tmp), path))
+            write(Path(tmp))
+            os.chmod(tmp, FILE_MODE)
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
 
 
-def write_table(table: pa.Table, path: str | Path) -> None:
-    """Write a table by extension (.parquet, .csv, .json, .arrow/.feather), atomically."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)`` to a temp file in the same folder, then rename over ``path``."""
+    write_together([(path, write)])
+
+
+def check_writable(paths: Sequence[str | Path | None]) -> None:
+    """Raise ``InputError`` for an output path that cannot be written, before any work is done:
+    a folder, or a place where a file cannot be created (probed with a temp file that is removed)."""
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(str(path), [("", "is a folder: give a file name")])
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        except OSError as exc:
+            raise InputError(str(path), [("", f"cannot write here: {exc.strerror or exc}")]) from None
+        os.close(fd)
+        os.unlink(probe)
+
+
+def table_writer(table: pa.Table, path: str | Path) -> Callable[[Path], None]:
+    """The writer of ``table`` for ``path``'s extension (.parquet, .csv, .json, .arrow/.feather)."""
     suffix = Path(path).suffix.lower()
     writers: dict[str, Callable[[Path], None]] = {
         ".parquet": lambda p: pq.write_table(table, p),
@@ -99,12 +142,22 @@ def write_table(table: pa.Table, path: str | Path) -> None:
     }
     if suffix not in writers:
         raise InputError(str(path), [("", f"unknown output extension '{suffix}': expected one of {', '.join(writers)}")])
-    atomic_write(path, writers[suffix])
+    return writers[suffix]
+
+
+def json_writer(data: Any) -> Callable[[Path], None]:
+    """The writer of ``data`` as indented JSON."""
+    return lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_table(table: pa.Table, path: str | Path) -> None:
+    """Write a table by extension (.parquet, .csv, .json, .arrow/.feather), atomically."""
+    atomic_write(path, table_writer(table, path))
 
 
 def write_json(data: Any, path: str | Path) -> None:
     """Write JSON atomically."""
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    atomic_write(path, json_writer(data))
 
 
 def read_plan_table(path: str | Path) -> pa.Table:
