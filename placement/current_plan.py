@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from placement.core.problem import Problem
 from placement.core.solution import Reason, Solution
-from placement.errors import InputError, did_you_mean
+from placement.errors import InputError, did_you_mean, shown
 from placement.io.columns import number_column, text_values
 from placement.model.portfolio import Portfolio, SolveOptions
 from placement.solvers.repair import fill, repair
@@ -66,16 +66,16 @@ def read_plan_rows(plan: pa.Table, portfolio: Portfolio, source: str = "current 
             problems.append((f"row {i + 1} (job '{job[i]}')", msg(i)))
 
     flag(np.array([j is None for j in job], bool), lambda i: "job_id is empty")
-    flag(~placed & (status != "unplaced"), lambda i: f"status must be 'placed' or 'unplaced', got {status[i]!r}")
+    flag(~placed & (status != "unplaced"), lambda i: f"status must be 'placed' or 'unplaced', got {shown(status[i])}")
     si = np.array([s_idx.get(s, -1) if s is not None else -1 for s in site_name], np.int64)
     ti = np.array([t_idx.get(t, -1) if t is not None else -1 for t in type_name], np.int64)
-    flag(placed & (si < 0), lambda i: f"site_id: unknown site {site_name[i]!r}{did_you_mean(str(site_name[i]), site_ids)}")
-    flag(placed & (si >= 0) & (ti < 0), lambda i: f"gpu_type: unknown GPU type {type_name[i]!r}")
+    flag(placed & (si < 0), lambda i: f"site_id: unknown site {shown(site_name[i])}{did_you_mean(str(site_name[i]), site_ids)}")
+    flag(placed & (si >= 0) & (ti < 0), lambda i: f"gpu_type: unknown GPU type {shown(type_name[i])}")
     no_pool = np.zeros(plan.num_rows, bool)
     for i in np.flatnonzero(placed & (si >= 0) & (ti >= 0)):
         no_pool[i] = types[ti[i]] not in portfolio.sites[si[i]].pools
     flag(no_pool, lambda i: f"site '{site_name[i]}' has no {type_name[i]} pool")
-    flag(placed & ~((reps >= 1) & (reps == np.floor(reps))), lambda i: f"replicas must be a whole number >= 1, got {reps[i]!r}")
+    flag(placed & ~((reps >= 1) & (reps == np.floor(reps))), lambda i: f"replicas must be a whole number >= 1, got {shown(reps[i])}")
     keys = np.array([str(j) for j in job], object)
     both = set(keys[placed]) & set(keys[status == "unplaced"])
     flag(np.isin(keys, list(both)) & (status == "unplaced"), lambda i: "the job is listed as both placed and unplaced")

@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
+from typing import Any
+
+# At most this many characters of any value are quoted in a message.
+MAX_SHOWN_CHARS = 200
+_repr = reprlib.Repr()  # keyword arguments only from Python 3.12
+_repr.maxlevel, _repr.maxdict, _repr.maxlist, _repr.maxtuple, _repr.maxset = 2, 4, 4, 4, 4
+_repr.maxstring, _repr.maxother, _repr.maxlong = MAX_SHOWN_CHARS, MAX_SHOWN_CHARS, 40
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` bounded in size and in time (a huge or deeply nested value is elided)."""
+    text = _repr.repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "..."
 
 
 class PlacementError(Exception):
@@ -20,8 +34,15 @@ class InputError(PlacementError):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in problems]
-        super().__init__("\n".join(lines))
+        lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in problems[:MAX_LINES]]
+        if len(problems) > MAX_LINES:
+            lines.append(f"{source}: ... and {len(problems) - MAX_LINES} more")
+        super().__init__("\n".join(line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + "..."
+                                   for line in lines))
+
+
+MAX_LINES = 50  # problems listed in one message
+MAX_LINE_CHARS = 1000
 
 
 class InfeasibleError(PlacementError):

@@ -127,7 +127,7 @@ def test_bad_inline_job(tmp_path: Path, job: dict, needles: list[str]) -> None:
 def test_duplicate_job_ids(tmp_path: Path) -> None:
     """Duplicate job ids are rejected naming the second row."""
     path = _config(tmp_path, _site() + JOB + JOB)
-    _solve_fails([str(path)], tmp_path, "row 1 (id 'j1')", "duplicate job id")
+    _solve_fails([str(path)], tmp_path, "jobs[1] (id 'j1')", "duplicate job id")
 
 
 def test_min_sites_above_replicas(tmp_path: Path) -> None:

@@ -139,7 +139,9 @@ def hits(found: list[Violation]) -> set[tuple[str, str | None, str | None]]:
 
 
 def pairs_table(rows: list[dict]) -> pa.Table:
-    return validate_pairs(pa.Table.from_pylist(rows), PORTFOLIO, JOBS_TABLE, "pairs")
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist keeps only the first row's keys
+    return validate_pairs(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), PORTFOLIO,
+                          JOBS_TABLE, "pairs")
 
 
 def test_valid_plan_passes():

@@ -116,7 +116,7 @@ def print_changes(summary: Summary, changes: Any, console: Console) -> None:
             sites.add_column(col, justify="left" if col in ("site", "events") else "right")
         ranked = sorted(c["sites"], key=lambda s: (-s["mw_shed"], s["site_id"]))
         for s in ranked[:MAX_SITE_ROWS]:
-            sites.add_row(s["site_id"], f"{s['mw_before']:,.3f}", f"{s['mw_after']:,.3f}", f"{s['mw_cap']:,.3f}",
+            sites.add_row(escape(s["site_id"]), f"{s['mw_before']:,.3f}", f"{s['mw_after']:,.3f}", f"{s['mw_cap']:,.3f}",
                           f"{s['mw_shed']:,.3f}", "; ".join(s["events"]))
         if len(ranked) > MAX_SITE_ROWS:
             sites.caption = f"{len(ranked) - MAX_SITE_ROWS} more sites in the summary JSON"

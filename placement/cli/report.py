@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from placement.summary import Summary
@@ -47,7 +48,7 @@ def print_report(summary: Summary, console: Console) -> None:
     ranked = sorted(summary.sites, key=lambda s: -s["mw_used"])
     for s in ranked[:MAX_SITE_ROWS]:
         gpus = ", ".join(f"{t} {u:,}/{c:,}" for t, (u, c) in s["gpus"].items())
-        row = [s["site_id"], f"{s['mw_used']:,.2f} / {s['mw_cap']:,.2f}", gpus]
+        row = [escape(s["site_id"]), f"{s['mw_used']:,.2f} / {s['mw_cap']:,.2f}", gpus]
         if prices:
             row.append(f"{prices[s['site_id']]:,.1f}")
         sites.add_row(*row)
@@ -68,4 +69,5 @@ def print_report(summary: Summary, console: Console) -> None:
 def print_required_unplaced(summary: Summary, console: Console) -> None:
     """The first required jobs left unplaced, if any (the plan is infeasible)."""
     if summary.required_unplaced:
-        console.print(f"[bold red]infeasible:[/] required jobs unplaced: {', '.join(summary.required_unplaced[:20])}")
+        console.print(f"[bold red]infeasible:[/] required jobs unplaced: "
+                      f"{escape(', '.join(summary.required_unplaced[:20]))}")

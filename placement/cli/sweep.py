@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
@@ -79,7 +80,7 @@ def _print(rows: list[dict[str, Any]], out_dir: Path) -> None:
         t.add_column(name, justify=justify, no_wrap=justify == "right")
     for r in rows:
         objective, delta = r["objective_usd_per_hour"], r["delta_vs_base_usd_per_hour"]
-        t.add_row(r["scenario"], r["status"] + (" (resumed)" if r["resumed"] else ""),
+        t.add_row(escape(r["scenario"]), r["status"] + (" (resumed)" if r["resumed"] else ""),
                   "" if objective is None else f"{objective:,.0f}", "" if delta is None else f"{delta:+,.0f}",
                   "" if r["gap"] is None else f"{100 * r['gap']:.2f}%",
                   "" if r["gpus_placed"] is None else f"{r['gpus_placed']:,}",

@@ -20,10 +20,69 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from placement.model import portfolio as model
-from placement.errors import InputError, did_you_mean
+from placement.errors import InputError, did_you_mean, shown
 from placement.model.jobs import jobs_table, validate_pairs
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+# A config bigger than this is refused before parsing (the largest real portfolios are ~1 MB).
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+# YAML aliases may repeat a node; the document expanded may hold at most this many nodes.
+MAX_YAML_NODES = 1_000_000
+
+
+class DuplicateKeyError(ValueError):
+    """A key given twice in one mapping of a config document."""
+
+
+class _StrictYamlLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise DuplicateKeyError(f"line {line}: key {shown(key)} given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes of ``node`` with every alias expanded (counted once per node object, memoised)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 1  # a recursive alias counts once
+        children = (node.value if isinstance(node, yaml.SequenceNode)
+                    else [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        memo[key] = 1 + sum(_expanded_nodes(c, memo) for c in children)
+    return memo[key]
+
+
+def _load_yaml(text: str) -> Any:
+    """Parse YAML with duplicate keys refused and alias expansion bounded by ``MAX_YAML_NODES``."""
+    loader = _StrictYamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_nodes(node, {})
+        if size > MAX_YAML_NODES:
+            raise DuplicateKeyError(f"the document expands to {size:,} nodes through aliases, over the limit "
+                                    f"of {MAX_YAML_NODES:,}")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON object hook: refuse a key given twice in one object."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"key {shown(key)} given twice")
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -44,14 +103,25 @@ def read_document(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
         raise InputError(str(path), [("", f"unknown extension '{suffix}': expected one of {', '.join(CONFIG_SUFFIXES)}")])
-    text = path.read_text(encoding="utf-8")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise InputError(str(path), [("", f"the file is {size:,} bytes, over the limit of {MAX_CONFIG_BYTES:,} "
+                                          "for a config: put jobs in a --jobs table")])
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), [(f"byte {exc.start}", "not UTF-8 text")]) from None
     try:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         else:
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise InputError(str(path), [("", str(exc))]) from None
+    except RecursionError:
+        raise InputError(str(path), [("", "nested too deeply")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(path), [("", f"TOML syntax error: {exc}")]) from None
     except json.JSONDecodeError as exc:
@@ -77,10 +147,10 @@ def portfolio_from_dict(data: dict[str, Any], source: str) -> model.Portfolio:
     catalog = gpu_catalog()
     overrides = data.pop("gpu_types", {}) or {}
     if not isinstance(overrides, dict):
-        raise InputError(source, [("gpu_types", f"expected a table of GPU types, got {overrides!r}")])
+        raise InputError(source, [("gpu_types", f"expected a table of GPU types, got {shown(overrides)}")])
     for name, fields in overrides.items():
         if not isinstance(fields, dict):
-            raise InputError(source, [(f"gpu_types.{name}", f"expected a table, got {fields!r}")])
+            raise InputError(source, [(f"gpu_types.{name}", f"expected a table, got {shown(fields)}")])
         catalog[name] = {**catalog.get(name, {"name": name}), **fields}
     data["gpu_types"] = catalog
     try:
@@ -132,6 +202,6 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
             field = str(err["loc"][-1])
             msg = f"unknown field '{field}'{did_you_mean(field, known)}"
         elif err["type"] != "value_error" or "input" in err:
-            msg = f"{msg}, got {err.get('input')!r}"
+            msg = f"{msg}, got {shown(err.get('input'))}"
         problems.append((loc, msg))
     return problems

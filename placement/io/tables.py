@@ -23,22 +23,29 @@ from placement.model.portfolio import Portfolio
 TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc", ".csv")
 
 
-def read_table(path: str | Path, columns: tuple[Column, ...]) -> tuple[pa.Table, int]:
-    """Read a table file by extension; return it and the user-visible number of its first row."""
+# A table file bigger than this is refused before reading (1M jobs take ~100 MB of CSV).
+MAX_TABLE_BYTES = 1 << 30
+
+
+def read_table(path: str | Path, columns: tuple[Column, ...]) -> tuple[pa.Table, str]:
+    """Read a table file by extension; return it and how its rows are named (``row_name``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), [("", "file not found")])
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise InputError(str(path), [("", f"the file is {size:,} bytes, over the limit of {MAX_TABLE_BYTES:,}")])
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            return pq.read_table(path), 1
+            return pq.read_table(path), "table"
         if suffix in (".arrow", ".feather", ".ipc"):
-            return feather.read_table(path), 1
+            return feather.read_table(path), "table"
         if suffix == ".csv":
             # Declared types for known columns so that "8" is an int and "" a null.
             types = {c.name: c.type for c in columns}
             opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-            return pacsv.read_csv(path, convert_options=opts), 2
+            return pacsv.read_csv(path, convert_options=opts), "csv"
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(str(path), [(_csv_column(path, str(exc)), f"cannot read {suffix[1:]} table: "
                                       f"{str(exc).splitlines()[0]}")]) from None
@@ -63,14 +70,14 @@ def read_jobs(path: str | Path, portfolio: Portfolio) -> pa.Table:
         if jobs is None:
             raise InputError(str(path), [("jobs", "the config has no inline [[jobs]]")])
         return jobs
-    table, first_row = read_table(path, JOB_COLUMNS)
-    return validate_jobs(table, portfolio, str(path), row_offset=first_row)
+    table, rows = read_table(path, JOB_COLUMNS)
+    return validate_jobs(table, portfolio, str(path), rows=rows)
 
 
 def read_pairs(path: str | Path, portfolio: Portfolio, jobs: pa.Table) -> pa.Table:
     """Read and validate a pair-override table."""
-    table, _ = read_table(path, PAIR_COLUMNS)
-    return validate_pairs(table, portfolio, jobs, str(path))
+    table, rows = read_table(path, PAIR_COLUMNS)
+    return validate_pairs(table, portfolio, jobs, str(path), rows=rows)
 
 
 def _file_mode() -> int:
@@ -160,15 +167,27 @@ def write_json(data: Any, path: str | Path) -> None:
     atomic_write(path, json_writer(data))
 
 
+PLAN_FILE_COLUMNS = ("job_id", "status", "site_id", "gpu_type", "replicas")
+
+
 def read_plan_table(path: str | Path) -> pa.Table:
-    """Read a plan written by ``write_table`` (any of its formats)."""
+    """Read a plan written by ``write_table`` (any of its formats); a file that is not a plan
+    (a summary, a jobs table) is an ``InputError`` naming the columns it lacks."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         if not path.is_file():
             raise InputError(str(path), [("", "file not found")])
         try:
-            return pa.Table.from_pylist(json.loads(path.read_text()))
-        except (json.JSONDecodeError, pa.ArrowInvalid) as exc:
-            raise InputError(str(path), [("", f"cannot read plan: {exc}")]) from None
-    table, _ = read_table(path, ())
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise InputError(str(path), [("", "not a plan: expected a JSON list of plan rows "
+                                                  "(written by `placement solve --out plan.json`)")])
+            table = pa.Table.from_pylist(rows)
+        except (json.JSONDecodeError, UnicodeDecodeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(str(path), [("", f"cannot read plan: {str(exc)[:200]}")]) from None
+    else:
+        table, _ = read_table(path, ())
+    missing = [c for c in PLAN_FILE_COLUMNS if c not in table.column_names]
+    if missing and table.num_rows:
+        raise InputError(str(path), [("", f"not a plan: no column(s) {', '.join(missing)}")])
     return table

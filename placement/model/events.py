@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from placement.errors import InputError, did_you_mean
+from placement.errors import InputError, did_you_mean, shown
 from placement.model.portfolio import Pool, Portfolio
 
 
@@ -137,11 +137,11 @@ def parse_event(text: str, portfolio: Portfolio | None = None) -> Event:
             except ValueError:
                 x = math.nan
             if not (math.isfinite(x) and x >= 0):
-                problems.append((key, f"expected a number of MW >= 0, got {value!r}"))
+                problems.append((key, f"expected a number of MW >= 0, got {shown(value)}"))
             parsed[key] = x
         elif allowed[key] == "int":
             if not value.isdigit():
-                problems.append((key, f"expected a whole number >= 0, got {value!r}"))
+                problems.append((key, f"expected a whole number >= 0, got {shown(value)}"))
             parsed[key] = int(value) if value.isdigit() else 0
         else:
             parsed[key] = value
@@ -173,9 +173,9 @@ def check_event(event: Event, portfolio: Portfolio, source: str | None = None) -
             problems.append(("gpu_type", f"unknown GPU type '{event.gpu_type}'"
                                          f"{did_you_mean(event.gpu_type, portfolio.gpu_types)}"))
         if not isinstance(event.gpus, int) or event.gpus < 0:
-            problems.append(("gpus", f"expected a whole number >= 0, got {event.gpus!r}"))
+            problems.append(("gpus", f"expected a whole number >= 0, got {shown(event.gpus)}"))
     if isinstance(event, Curtail) and not (math.isfinite(event.grid_mw) and event.grid_mw >= 0):
-        problems.append(("grid_mw", f"expected a number of MW >= 0, got {event.grid_mw!r}"))
+        problems.append(("grid_mw", f"expected a number of MW >= 0, got {shown(event.grid_mw)}"))
     if problems:
         raise InputError(source, problems)
 

@@ -15,10 +15,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from placement.errors import InputError, did_you_mean
+from placement.errors import InputError, did_you_mean, shown
 from placement.model.portfolio import InferenceJob, Portfolio, TrainingJob
 
 MAX_REPORTED_PROBLEMS = 20
+MAX_ID_CHARS = 256
+# Bounds well past any real job, so that counts stay exact in int64 arithmetic everywhere.
+MAX_GPUS = 1_000_000
+MAX_REPLICAS = 1_000_000
+MAX_PRIORITY = 1_000_000_000
+_CONTROL = "".join(map(chr, [*range(32), 127]))
 
 
 @dataclass(frozen=True)
@@ -138,35 +144,48 @@ def _cast(arr: pa.ChunkedArray | pa.Array, to: pa.DataType) -> pa.ChunkedArray |
             raise pa.ArrowInvalid(f"value {bad} is not a whole number")
     if pa.types.is_string(to) and not (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
         raise pa.ArrowInvalid("text expected")
-    return arr.cast(to, safe=True)
+    if not pa.types.is_string(to) and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raise pa.ArrowInvalid("a number or flag expected, not text")  # types are enforced, not coerced
+    out = arr.cast(to, safe=True)
+    if pa.types.is_floating(to) and pc.any(pc.is_nan(out)).as_py():
+        raise pa.ArrowInvalid("NaN is not a value (leave the cell empty for the default)")
+    return out
 
 
 def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:160]
 
 
+def row_name(i: int, rows: str) -> str:
+    """How row ``i`` (0-based) is named: ``row i+1`` (the first data row is row 1), with its line
+    in a CSV file (``rows='csv'``: the header is line 1), or ``jobs[i]`` for inline config jobs."""
+    if rows == "inline":
+        return f"jobs[{i}]"
+    return f"row {i + 1}" + (f" (line {i + 2})" if rows == "csv" else "")
+
+
 class _Problems:
     """Collects row problems, naming row number and job id."""
 
-    def __init__(self, source: str, ids: np.ndarray, row_offset: int):
-        self.source, self.ids, self.row_offset = source, ids, row_offset
+    def __init__(self, source: str, ids: np.ndarray, rows: str):
+        self.source, self.ids, self.rows = source, ids, rows
         self.items: list[tuple[str, str]] = []
 
     def check(self, bad: np.ndarray, column: str, values: np.ndarray, rule: str) -> None:
         for i in np.flatnonzero(bad)[: MAX_REPORTED_PROBLEMS - len(self.items)]:
-            loc = f"row {i + self.row_offset} (id '{self.ids[i]}'), column {column}"
-            self.items.append((loc, f"{rule}, got {values[i]!r}"))
+            loc = f"{row_name(int(i), self.rows)} (id {shown(self.ids[i])}), column {column}"
+            self.items.append((loc, f"{rule}, got {shown(values[i])}"))
 
     def raise_if_any(self) -> None:
         if self.items:
             raise InputError(self.source, self.items)
 
 
-def validate_jobs(table: pa.Table, portfolio: Portfolio, source: str, row_offset: int = 1) -> pa.Table:
+def validate_jobs(table: pa.Table, portfolio: Portfolio, source: str, rows: str = "table") -> pa.Table:
     """Normalise and check a jobs table against the portfolio; raise ``InputError`` listing rows.
 
-    ``row_offset`` is the number of the first data row as the user sees it (CSV: 2 after the
-    header, Parquet: 1, inline config: 0 for ``jobs[0]``).
+    ``rows`` says how rows are named (``row_name``): ``table`` (Parquet, Arrow), ``csv`` (with
+    the line number too) or ``inline`` (``jobs[i]`` of a config).
     """
     table = normalise_table(table, JOB_COLUMNS, source)
     col = {c.name: table.column(c.name) for c in JOB_COLUMNS}
@@ -175,12 +194,13 @@ def validate_jobs(table: pa.Table, portfolio: Portfolio, source: str, row_offset
         return pc.fill_null(col[name], fill).to_numpy() if col[name].null_count else col[name].to_numpy()
 
     ids = col["id"].to_numpy(zero_copy_only=False)
-    p = _Problems(source, ids, row_offset)
+    p = _Problems(source, ids, rows)
     kind = col["kind"].to_numpy(zero_copy_only=False)
     training = kind == "training"
     inference = kind == "inference"
     p.check(~(training | inference), "kind", kind, "must be 'training' or 'inference'")
     p.check(pc.is_null(col["id"]).to_numpy(zero_copy_only=False) | (ids == ""), "id", ids, "must be non-empty")
+    _check_ids(p, col["id"], "id")
     uniq, first, counts = np.unique(ids.astype(str), return_index=True, return_counts=True)
     dup = np.zeros(len(ids), bool)
     if np.any(counts > 1):
@@ -192,6 +212,12 @@ def validate_jobs(table: pa.Table, portfolio: Portfolio, source: str, row_offset
     p.check(~np.isfinite(value) | (value < 0), "value_usd_per_hour", value, "must be finite and >= 0")
     gpus = num("gpus")
     p.check(training & (gpus < 1), "gpus", gpus, "a training job needs gpus >= 1")
+    for name, top in (("gpus", MAX_GPUS), ("gpus_per_replica", MAX_GPUS), ("replicas", MAX_REPLICAS),
+                      ("min_sites", MAX_REPLICAS)):
+        v = num(name)
+        p.check(v > top, name, v, f"must be at most {top:,}")
+    prio = num("priority")
+    p.check(np.abs(prio) > MAX_PRIORITY, "priority", prio, f"must be within ±{MAX_PRIORITY:,}")
     gpr, reps, min_sites = num("gpus_per_replica"), num("replicas"), num("min_sites")
     share = num("max_share_per_site")
     p.check(inference & (gpr < 1), "gpus_per_replica", gpr, "must be >= 1")
@@ -223,6 +249,16 @@ def validate_jobs(table: pa.Table, portfolio: Portfolio, source: str, row_offset
     return table
 
 
+def _check_ids(p: _Problems, column: pa.ChunkedArray, name: str) -> None:
+    """Ids are data: at most ``MAX_ID_CHARS`` characters and no control characters (newlines,
+    tabs, escapes) that would break CSV rows, logs and terminals."""
+    values = column.to_numpy(zero_copy_only=False)
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(column), MAX_ID_CHARS), False).to_numpy(zero_copy_only=False)
+    p.check(too_long, name, values, f"must be at most {MAX_ID_CHARS} characters")
+    control = pc.fill_null(pc.match_substring_regex(column, "[\\x00-\\x1f\\x7f]"), False)
+    p.check(control.to_numpy(zero_copy_only=False), name, values, "must not contain control characters")
+
+
 def pd_null(values: np.ndarray) -> np.ndarray:
     """Null mask of an object array converted from Arrow (None entries)."""
     return np.array([v is None for v in values], dtype=bool) if values.dtype == object else np.zeros(len(values), bool)
@@ -252,12 +288,13 @@ def _check_names(p: _Problems, column: pa.ChunkedArray, name: str, known: Any, s
                 p.check(bad_rows, name, np.full(len(bad_rows), value, object), rule)
 
 
-def validate_pairs(table: pa.Table, portfolio: Portfolio, jobs: pa.Table, source: str) -> pa.Table:
-    """Normalise and check a pair-override table against the portfolio and the jobs."""
+def validate_pairs(table: pa.Table, portfolio: Portfolio, jobs: pa.Table, source: str, rows: str = "table") -> pa.Table:
+    """Normalise and check a pair-override table against the portfolio and the jobs; a
+    (job, site, GPU type) given twice is an error (which row wins would be a guess)."""
     table = normalise_table(table, PAIR_COLUMNS, source)
     job_ids = jobs.column("id").to_numpy(zero_copy_only=False)
     ids = table.column("job_id").to_numpy(zero_copy_only=False)
-    p = _Problems(source, ids, 1)
+    p = _Problems(source, ids, rows)
     known_jobs = pc.is_in(table.column("job_id"), value_set=pa.array(job_ids)).to_numpy(zero_copy_only=False)
     p.check(~known_jobs, "job_id", ids, "unknown job id")
     _check_names(p, table.column("site_id"), "site_id", {s.id for s in portfolio.sites})
@@ -266,6 +303,14 @@ def validate_pairs(table: pa.Table, portfolio: Portfolio, jobs: pa.Table, source
     p.check(~np.isfinite(cost), "extra_cost_usd_per_hour", cost, "must be finite")
     mw = pc.fill_null(table.column("power_mw"), 0.0).to_numpy()
     p.check(~np.isfinite(mw) | (mw < 0), "power_mw", mw, "must be finite and >= 0")
+    keys = [f"{j}\x00{s}\x00{t}" for j, s, t in zip(ids.tolist(), table.column("site_id").to_pylist(),
+                                                   table.column("gpu_type").to_pylist())]
+    seen: set[str] = set()
+    dup = np.zeros(len(keys), bool)
+    for i, k in enumerate(keys):
+        dup[i] = k in seen
+        seen.add(k)
+    p.check(dup, "job_id", ids, "this (job_id, site_id, gpu_type) is given on an earlier row too")
     p.raise_if_any()
     return table
 
@@ -289,9 +334,9 @@ def jobs_table(jobs: list[TrainingJob | InferenceJob | dict[str, Any]], portfoli
             arrays[name] = pa.array(values, type=types[name])
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             bad = next(i for i, v in enumerate(values) if v is not None and not _fits(v, types[name]))
-            raise InputError(source, [(f"jobs[{bad}].{name}", f"expected {types[name]}, got {values[bad]!r}")]) from None
+            raise InputError(source, [(f"jobs[{bad}].{name}", f"expected {types[name]}, got {shown(values[bad])}")]) from None
     table = pa.table(arrays) if arrays else pa.table({"id": pa.array([], pa.string())})
-    return validate_jobs(table, portfolio, source, row_offset=0)
+    return validate_jobs(table, portfolio, source, rows="inline")
 
 
 def _fits(value: Any, type_: pa.DataType) -> bool:

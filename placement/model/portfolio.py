@@ -103,7 +103,7 @@ class SolveOptions(_Strict):
 
     solver: SolverName = "auto"
     time_limit_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0  # every engine (CP-SAT, HiGHS, NumPy) accepts these
     backend: BackendName = "auto"
     threads: Annotated[int, Field(ge=0)] = 0  # 0: all cores
     max_moves: Annotated[int, Field(ge=0)] | None = None

@@ -45,9 +45,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from placement.errors import InputError
+from placement.errors import InputError, shown
 from placement.io.config import read_document, validation_problems
 from placement.model.jobs import validate_jobs, validate_pairs
 from placement.model.portfolio import Portfolio, Site
@@ -120,8 +120,16 @@ class Edits(_Strict):
 class Scenario(Edits):
     """A named what-if: the base inputs with these edits."""
 
-    name: str = Field(min_length=1, pattern=r"^[^/\\\x00]+$")
+    name: str = Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00-\x1f\x7f]+$")
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _a_safe_folder_name(cls, name: str) -> str:
+        """The name is a folder under the sweep's output: '.', '..' and hidden names would escape it."""
+        if name.startswith(".") or name.strip() != name:
+            raise ValueError("must be a plain folder name: not starting with '.', no leading or trailing spaces")
+        return name
 
     def edits(self) -> Edits:
         return Edits(**{k: getattr(self, k) for k in Edits.model_fields})
@@ -207,7 +215,7 @@ def apply_scenario(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None,
 def _edit_sites(data: dict[str, Any], change: SiteChange, where: str) -> None:
     hits = [s for s in data["sites"] if any(fnmatch.fnmatchcase(s["id"], p) for p in change.patterns())]
     if not hits:
-        raise ScenarioError(f"{where}.match: {change.match!r} matches no site")
+        raise ScenarioError(f"{where}.match: {shown(change.match)} matches no site")
     for gpu in change.pools or {}:
         if gpu not in data["gpu_types"]:
             raise ScenarioError(f"{where}.pools: unknown GPU type '{gpu}'")
@@ -249,7 +257,7 @@ def _scale_demand(jobs: pa.Table, change: DemandChange, seed: int, where: str) -
     if change.kind is not None:
         hit &= pc.equal(jobs.column("kind"), change.kind).to_numpy(zero_copy_only=False)
     if not hit.any():
-        raise ScenarioError(f"{where}: no job matches tenant={change.tenant!r} kind={change.kind!r}")
+        raise ScenarioError(f"{where}: no job matches tenant={shown(change.tenant)} kind={shown(change.kind)}")
     service = hit & pc.equal(jobs.column("kind"), "inference").to_numpy(zero_copy_only=False)
     if service.any():
         replicas = jobs.column("replicas").to_numpy(zero_copy_only=False)
