@@ -16,6 +16,8 @@ _repr.maxstring, _repr.maxother, _repr.maxlong = MAX_SHOWN_CHARS, MAX_SHOWN_CHAR
 
 def shown(value: Any) -> str:
     """``repr(value)`` bounded in size and in time (a huge or deeply nested value is elided)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # 8.0, not np.float64(8.0)
     text = _repr.repr(value)
     return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "..."
 

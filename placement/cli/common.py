@@ -132,12 +132,20 @@ def exit_if_interrupted(summary: Summary) -> None:
         raise typer.Exit(interrupt_code())
 
 
-def load_inputs(config: Path, jobs: Path | None, pairs: Path | None) -> tuple[Portfolio, pa.Table, pa.Table | None]:
-    """Portfolio, jobs (the --jobs file or the config's inline jobs) and pair overrides."""
+AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="accept a jobs table with no rows")]
+
+
+def load_inputs(config: Path, jobs: Path | None, pairs: Path | None,
+                allow_empty: bool = False) -> tuple[Portfolio, pa.Table, pa.Table | None]:
+    """Portfolio, jobs (the --jobs file or the config's inline jobs) and pair overrides; a jobs
+    table with no rows is an error unless ``allow_empty`` (a truncated export, most likely)."""
     cfg = load_config(config)
     job_table = read_jobs(jobs, cfg.portfolio) if jobs else cfg.jobs
     if job_table is None:
         raise InputError(str(config), [("jobs", "no inline [[jobs]] in the config and no --jobs file given")])
+    if job_table.num_rows == 0 and not allow_empty:
+        raise InputError(str(jobs or config), [("", "no jobs: the table has only a header (pass --allow-empty "
+                                                    "to solve it anyway)")])
     pair_table = read_pairs(pairs, cfg.portfolio, job_table) if pairs else (cfg.pairs if not jobs else None)
     return cfg.portfolio, job_table, pair_table
 

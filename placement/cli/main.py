@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from placement.api import solve as solve_plan
-from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
+from placement.cli.common import (AddressOpt, AllowEmptyOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
                                   SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs, exit_if_interrupted,
                                   exit_if_required_unplaced, fail, install_signal_handlers, load_inputs, out,
                                   progress, reported_errors, solve_options, write_outputs)
@@ -52,13 +52,14 @@ def solve(
     executor: ExecutorOpt = None,
     workers: WorkersOpt = None,
     address: AddressOpt = None,
+    allow_empty: AllowEmptyOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Solve a portfolio's jobs into a plan; print a summary, write the plan and summary."""
     with reported_errors():
         check_outputs((out_path,), summary_path)
-        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
+        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs, allow_empty)
         options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed,
                                 backend=backend.value if backend else None, parts=parts, executor=executor,
                                 workers=workers, address=address)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from placement.cli.common import (BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
+from placement.cli.common import (AllowEmptyOpt, BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
                                   TimeLimitOpt, check_outputs, exit_if_interrupted, exit_if_required_unplaced,
                                   load_inputs, option_error, out, progress, reported_errors, write_outputs)
 from placement.cli.report import money, print_required_unplaced
@@ -50,13 +50,14 @@ def replan(
     time_limit: TimeLimitOpt = None,
     seed: SeedOpt = None,
     backend: BackendOpt = None,
+    allow_empty: AllowEmptyOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-plan after events from the plan running now: write the new plan, print what changes."""
     with reported_errors():
         check_outputs((out_path, changes_path), summary_path)
-        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
+        portfolio, job_table, pair_table = load_inputs(config, jobs, pairs, allow_empty)
         events = [parse_event(text, portfolio) for text in event or []]
         try:
             options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,

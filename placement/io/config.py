@@ -24,8 +24,8 @@ from placement.errors import InputError, did_you_mean, shown
 from placement.model.jobs import jobs_table, validate_pairs
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
-# A config bigger than this is refused before parsing (the largest real portfolios are ~1 MB).
-MAX_CONFIG_BYTES = 64 * 1024 * 1024
+# A config bigger than this is refused before parsing (10,000 sites take about 2 MB).
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # YAML aliases may repeat a node; the document expanded may hold at most this many nodes.
 MAX_YAML_NODES = 1_000_000
 

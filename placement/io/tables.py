@@ -44,7 +44,8 @@ def read_table(path: str | Path, columns: tuple[Column, ...]) -> tuple[pa.Table,
         if suffix == ".csv":
             # Declared types for known columns so that "8" is an int and "" a null.
             types = {c.name: c.type for c in columns}
-            opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+            # Only an empty cell is null: "nan", "NA" or "null" must not become a silent default.
+            opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""])
             return pacsv.read_csv(path, convert_options=opts), "csv"
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(str(path), [(_csv_column(path, str(exc)), f"cannot read {suffix[1:]} table: "

@@ -133,6 +133,8 @@ def normalise_table(
 
 
 def _cast(arr: pa.ChunkedArray | pa.Array, to: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    if pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
+        raise pa.ArrowInvalid("NaN is not a value (leave the cell empty for the default)")
     if arr.type == to:
         return arr
     if pa.types.is_integer(to) and pa.types.is_floating(arr.type):
@@ -146,10 +148,7 @@ def _cast(arr: pa.ChunkedArray | pa.Array, to: pa.DataType) -> pa.ChunkedArray |
         raise pa.ArrowInvalid("text expected")
     if not pa.types.is_string(to) and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise pa.ArrowInvalid("a number or flag expected, not text")  # types are enforced, not coerced
-    out = arr.cast(to, safe=True)
-    if pa.types.is_floating(to) and pc.any(pc.is_nan(out)).as_py():
-        raise pa.ArrowInvalid("NaN is not a value (leave the cell empty for the default)")
-    return out
+    return arr.cast(to, safe=True)
 
 
 def _short(exc: Exception) -> str:
