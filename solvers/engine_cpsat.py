@@ -70,6 +70,9 @@ def _solver(options: SolveOptions, limit_s: float, n_cand: int, has_solution: bo
     small = n_cand <= LARGE_MODEL_CANDIDATES
     solver.parameters.interleave_search = small and has_solution  # see the module docstring
     solver.parameters.cp_model_probing_level = 2 if small else 0  # 2: the default
+    # SIGINT is the caller's: the command line turns it (and SIGTERM) into KeyboardInterrupt, and
+    # the pipeline returns its best plan marked interrupted; CP-SAT swallowing it would hide that.
+    solver.parameters.catch_sigint_signal = False
     return solver
 
 

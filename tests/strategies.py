@@ -115,8 +115,12 @@ def random_instance(seed: int, n_sites: int = 3, n_jobs: int = 8, *, with_curren
                 row["extra_cost_usd_per_hour"] = float(np.round(rng.uniform(-5, 20), 2))
             else:
                 row["power_mw"] = float(np.round(rng.uniform(0.001, 0.03), 4))
-            rows.append(row)
-        pairs = validate_pairs(pa.Table.from_pylist(rows), portfolio, table, "pairs")
+            key = (row["job_id"], row["site_id"], row.get("gpu_type"))
+            if key not in {(r["job_id"], r["site_id"], r.get("gpu_type")) for r in rows}:  # one row per pair
+                rows.append(row)
+        keys = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist keeps only the first row's keys
+        pairs = validate_pairs(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), portfolio,
+                               table, "pairs")
     return Instance(portfolio, table, pairs)
 
 

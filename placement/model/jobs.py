@@ -134,7 +134,8 @@ def normalise_table(
 
 def _cast(arr: pa.ChunkedArray | pa.Array, to: pa.DataType) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
-        raise pa.ArrowInvalid("NaN is not a value (leave the cell empty for the default)")
+        first = int(np.flatnonzero(np.isnan(arr.to_numpy(zero_copy_only=False)))[0])
+        raise pa.ArrowInvalid(f"row {first + 1} is nan: NaN is not a value (leave the cell empty for the default)")
     if arr.type == to:
         return arr
     if pa.types.is_integer(to) and pa.types.is_floating(arr.type):
