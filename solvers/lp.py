@@ -14,6 +14,7 @@ the inference spread (min_sites) and keeps per-site share caps only as column bo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +28,8 @@ from placement.core.solution import Solution
 from placement.solvers.quiet import quiet_stdout
 from placement.solvers.aggregate import aggregate
 from placement.solvers.lagrangian import TierFloor, evaluate_dual, plan_floor
+
+log = logging.getLogger(__name__)
 
 INITIAL_COLUMNS_PER_JOB = 8
 PRICING_COLUMNS_PER_JOB = 4
@@ -244,8 +247,9 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
             floor = master.raise_floor(floor, plan_floor(P, plan), *columns(plan))
         try:
             objective, pi, mu, lam, nu = master.solve(deadline)
-        except RuntimeError:
-            break  # e.g. a required job with no column yet: the Lagrangian bound still holds
+        except RuntimeError as exc:  # e.g. a required job with no column yet: the Lagrangian bound still holds
+            log.warning("column generation stopped after %d rounds: %s", rnd, exc)
+            break
         points = [(lam, mu, nu)]
         if centre is not None:
             points.append(tuple(SMOOTHING * c + (1 - SMOOTHING) * x for c, x in zip(centre, points[0])))

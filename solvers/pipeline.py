@@ -121,7 +121,7 @@ class _Stages:
             raise
         except Exception as exc:  # a solver library or kernel failing must not lose the plan
             log.exception("stage '%s' failed; continuing with the best plan so far", name)
-            self.failed.append({"stage": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            self.failed.append({"stage": name, "reason": f"stage failed, plan kept: {type(exc).__name__}: {exc}"[:500]})
             return None
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - start, 3)
@@ -139,7 +139,7 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
 
     ``initial`` (e.g. the placement running now) warm-starts every stage: it is first repaired
     to the current capacities and rules (``solvers.repair``), then kept unless beaten. A stage
-    that raises is dropped (``stats.failed_stages`` names it) and the run goes on.
+    that raises is dropped (``stats.fallbacks`` names it, with the error) and the run goes on.
     """
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
@@ -182,7 +182,7 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     best.stats = {**best.stats, "stages": run.names, "stage_seconds": run.seconds,
                   "seconds_solve": time.monotonic() - start}
     if run.failed:
-        best.stats["failed_stages"] = run.failed
+        best.stats["fallbacks"] = [*best.stats.get("fallbacks", []), *run.failed]
     return best
 
 

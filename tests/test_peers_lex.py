@@ -29,8 +29,7 @@ def test_peer_tiers_match_exact(name, seed):
     r = peers.run(name, P, 5.0, 0)
     tiers = [s["tier"] for s in r.native["stages"]]
     assert len(tiers) >= 2 and tiers == sorted(set(tiers), reverse=True)  # highest first, one stage each
-    if r.status != "optimal" or exact.status != "optimal":
-        pytest.skip(f"not both proven: {name} {r.status}, exact {exact.status}")
+    assert (r.status, exact.status) == ("optimal", "optimal")  # up to 4 sites x 12 jobs: proven quickly
     ours, theirs = tier_objectives(P, exact), tier_objectives(P, r.solution)
     # CP-SAT optimises net rounded to q $/h per unit; HiGHS holds each tier within 1e-6 relative.
     tol = P.job_units.sum() * r.native.get("q_usd_per_hour", 0.0) + 1e-5 * max(1.0, np.abs(ours).max())

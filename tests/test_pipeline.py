@@ -31,8 +31,7 @@ def test_no_bound_below_the_proven_optimum(seed: int) -> None:
     """LP, relaxed and pipeline bounds are never below CP-SAT's proven optimum; plans never above it."""
     inst = random_instance(seed, 3, 10)
     exact = solve(inst.portfolio, inst.jobs, inst.pairs, _opts("exact"))
-    if exact.summary["status"] != "optimal":
-        pytest.skip("not proven")
+    assert exact.summary["status"] == "optimal"  # 3 sites x 10 jobs: proven in milliseconds
     optimum = exact.objective
     problem = compile_problem(inst.portfolio, inst.jobs, inst.pairs)
     lp = lp_bound(problem, kernels_for(problem, "reference"))
@@ -80,10 +79,9 @@ def test_interrupt_returns_the_best_plan_so_far(monkeypatch) -> None:
 
     monkeypatch.setattr(pipeline, "tiered_price_stage", interrupted)
     inst = random_instance(5, 4, 14)
-    start = time.monotonic()
     plan = solve(inst.portfolio, inst.jobs, inst.pairs, _opts("price", time_limit_s=30.0))
-    assert time.monotonic() - start < 10
     assert "interrupted" in plan.summary["stats"]["stages"]
+    assert plan.summary["status"] == "interrupted"
     assert validate_plan(inst.portfolio, inst.jobs, plan.table, inst.pairs) == []
 
 

@@ -49,6 +49,7 @@ The plan table's ``moved`` column and ``summary['moves']`` use this definition.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -111,6 +112,8 @@ from placement.solvers.repair import (
 )
 from placement.solvers.stages import SOLVER_REASONS
 from placement.validate.validator import validate_plan
+
+log = logging.getLogger(__name__)
 
 # --- the current placement ------------------------------------------------------------------
 
@@ -377,16 +380,25 @@ def _settled(P: Problem, current: Current, repaired: Solution, warm: Solution, r
     """
     budget = {"max_moves": opts.max_moves, "max_migration_usd": opts.max_migration_usd}
     solution, ok = settle(P, current, repaired, result, **budget)
+    fallbacks = []
     if not ok:
+        fallbacks.append({"stage": "settle", "reason": "the solvers' plan breaks the migration budget on whole "
+                                                       "placements: fell back to the warm start"})
         solution, ok = settle(P, current, repaired, warm, **budget)
     if not ok:
+        fallbacks.append({"stage": "settle", "reason": "the warm start breaks the migration budget too: fell back "
+                                                       "to the repaired current placement"})
         solution = repaired
+    for f in fallbacks:
+        log.warning("re-plan %s: %s", f["stage"], f["reason"])
     if solution is not result:
         solution.bound = result.bound
         solution.site_price_usd_per_mwh = result.site_price_usd_per_mwh
         solution.pool_price_usd_per_gpu_hour = result.pool_price_usd_per_gpu_hour
         solution.backend = result.backend
         solution.stats = {**result.stats, **solution.stats}
+    if fallbacks:
+        solution.stats = {**solution.stats, "fallbacks": [*solution.stats.get("fallbacks", []), *fallbacks]}
         if solution.status == "optimal" and (solution.row_job.size != result.row_job.size
                                              or not np.array_equal(solution.row_pool, result.row_pool)):
             solution.status = "feasible"

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from placement.errors import InputError
 from placement.api import solve
 from placement.core.executors import Executor, Task, threads_per_worker
 from placement.core.problem import Problem, compile_problem, same_structure, with_site_figures
@@ -104,9 +105,11 @@ def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict[str, Any]:
         plan = solve(portfolio, jobs, pairs, options, problem=problem)
     except ScenarioError as exc:
         row.update(status="error", error=f"bad override: {exc}")
+    except InputError as exc:  # the edited inputs do not hold together (a grid below its reserve, say)
+        row.update(status="error", error=f"input: {exc}")
     except Exception as exc:  # noqa: BLE001 - one scenario's failure must not stop the sweep
-        log.exception("scenario %s failed", scenario.name)
-        row.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        log.exception("scenario %s failed with an internal error (a bug)", scenario.name)
+        row.update(status="error", error=f"internal (a bug): {type(exc).__name__}: {str(exc)[:500]}")
     else:
         where = scenario_dir(inputs.out, scenario.name)
         plan.write(where / "plan.parquet")
