@@ -160,7 +160,7 @@ def test_a_stage_that_raises_is_dropped_and_named(monkeypatch: pytest.MonkeyPatc
     plan = solve(portfolio, jobs, pairs, SolveOptions(time_limit_s=2, seed=0, threads=2))
     failed = plan.summary["stats"]["fallbacks"]
     assert [f["stage"] for f in failed] == ["exact"]
-    assert "RuntimeError: engine failed" in failed[0]["error"]
+    assert "RuntimeError: engine failed" in failed[0]["reason"]
     assert plan.summary["required_unplaced"] == []  # the construction's plan survived
     assert validate_plan(portfolio, jobs, plan.table, pairs) == []
 
