@@ -77,3 +77,28 @@ def test_info_lists_backends() -> None:
     assert result.exit_code == 0
     for word in ("placement", "cpu cores", "numba", "gpu"):
         assert word in result.output
+
+
+def test_outputs_get_the_umask_mode_and_appear_together(tmp_path) -> None:
+    """Plan and summary are written with the umask's mode (not mkstemp's 0600), and a failure in
+    the second leaves neither."""
+    import os  # noqa: PLC0415
+
+    from placement.io.tables import FILE_MODE, json_writer, write_together  # noqa: PLC0415
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask
+    out, summary = tmp_path / "plan.csv", tmp_path / "summary.json"
+    result = runner.invoke(app, ["solve", TINY, "--out", str(out), "--summary", str(summary), "--backend", "reference"])
+    assert result.exit_code in (0, 3), result.output
+    assert out.stat().st_mode & 0o777 == FILE_MODE and summary.stat().st_mode & 0o777 == FILE_MODE
+
+    def broken(path) -> None:
+        raise OSError("disk full")
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    with pytest.raises(OSError, match="disk full"):
+        write_together([(a, json_writer({"x": 1})), (b, broken)])
+    assert not a.exists() and not b.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "plan.csv", "summary.json"]
