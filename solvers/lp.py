@@ -50,6 +50,7 @@ class LpResult:
     rounds: int
     columns: int
     lp_objective: float
+    stopped: str = ""  # why column generation ended early, when it did (a fallback worth reporting)
 
 
 class _Master:
@@ -248,7 +249,8 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
         try:
             objective, pi, mu, lam, nu = master.solve(deadline)
         except RuntimeError as exc:  # e.g. a required job with no column yet: the Lagrangian bound still holds
-            log.warning("column generation stopped after %d rounds: %s", rnd, exc)
+            best.stopped = f"column generation stopped after {rnd} rounds, Lagrangian bound kept: {exc}"
+            log.warning("%s", best.stopped)
             break
         points = [(lam, mu, nu)]
         if centre is not None:

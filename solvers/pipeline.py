@@ -290,7 +290,7 @@ class _BackgroundLp:
         """Raised in the LP's progress callback to end it early (Ctrl-C in the main thread)."""
 
     def __init__(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float):
-        self.P, self.latest, self.seen = P, None, None
+        self.P, self.latest, self.seen, self.failed = P, None, None, ""
         self.busy = True  # an LP is being solved (not just waiting for a better plan)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(P, kernels, inc, deadline), daemon=True,
@@ -317,8 +317,9 @@ class _BackgroundLp:
                 self.busy = False
         except self._Stop:
             pass
-        except Exception:  # the bound is an extra: a failure here must not lose the plan
+        except Exception as exc:  # the bound is an extra: a failure here must not lose the plan
             log.exception("background LP bound failed; keeping the bound found so far")
+            self.failed = f"background LP failed, bound so far kept: {type(exc).__name__}: {exc}"[:500]
 
     def _current(self, P: Problem, plan: Solution) -> bool:
         """True if the LP already holds ``plan``'s floor (one tier: any plan will do)."""
@@ -351,8 +352,12 @@ class _BackgroundLp:
         self.attach(inc)
 
     def attach(self, inc: Incumbent) -> None:
-        """Give the incumbent the LP's best bound and duals so far."""
+        """Give the incumbent the LP's best bound and duals so far; record why it stopped early."""
         lp = self.latest
+        notes = [r for r in (self.failed, lp.stopped if lp is not None else "") if r]
+        if notes:
+            inc.best.stats = {**inc.best.stats, "fallbacks": [*inc.best.stats.get("fallbacks", []),
+                                                              *({"stage": "lp", "reason": r} for r in notes)]}
         if lp is None:
             return
         inc.tighten(lp.bound)
