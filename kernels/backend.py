@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from placement.core import clock
 from placement.errors import BackendUnavailableError
 from placement.kernels import reference
 from placement.core.problem import Problem
@@ -81,17 +82,47 @@ def resolve_backend(name: str | Backend) -> Backend:
 
 
 def kernels_for(problem: Problem, backend: str | Backend = Backend.AUTO) -> Kernels:
-    """Kernels of the resolved backend, bound to ``problem``."""
+    """Kernels of the resolved backend, bound to ``problem``, counting their work on the clock."""
     backend = resolve_backend(backend)
     if backend is Backend.REFERENCE:
-        return ReferenceKernels(problem)
+        return Metered(ReferenceKernels(problem), problem)
     if backend is Backend.CPU:
         from placement.kernels.cpu import CpuKernels  # noqa: PLC0415
 
-        return CpuKernels(problem)
+        return Metered(CpuKernels(problem), problem)
     from placement.kernels.gpu import GpuKernels  # noqa: PLC0415
 
-    return GpuKernels(problem)
+    return Metered(GpuKernels(problem), problem)
+
+
+class Metered:
+    """A backend's kernels that count their work on the solvers' clock (``placement.core.clock``).
+
+    A pass over n jobs counts n times the mean candidates per job: the same figure on every
+    backend and machine, so deterministic mode's budgets end at the same pass everywhere.
+    """
+
+    def __init__(self, inner: Kernels, problem: Problem):
+        self.inner, self.name = inner, inner.name
+        sizes = np.diff(problem.class_ptr)
+        self._per_job = float(sizes[problem.job_class].mean()) if problem.n_jobs else 0.0
+
+    def _count(self, n_jobs: int) -> None:
+        clock.tick(n_jobs * self._per_job / clock.KERNEL_CANDIDATES_PER_S)
+
+    def best_candidate(self, jobs, residual_gpus, residual_mw, site_price, pool_price):
+        self._count(len(jobs))
+        return self.inner.best_candidate(jobs, residual_gpus, residual_mw, site_price, pool_price)
+
+    def topk(self, jobs, residual_gpus, residual_mw, site_price, pool_price, k):
+        self._count(len(jobs))
+        return self.inner.topk(jobs, residual_gpus, residual_mw, site_price, pool_price, k)
+
+    def evaluate_moves(self, job_pool, residual_gpus, residual_mw, move_job, move_to_pool, swap_a, swap_b,
+                       site_price=None, pool_price=None):
+        clock.tick((len(move_job) + len(swap_a)) / clock.KERNEL_CANDIDATES_PER_S)
+        return self.inner.evaluate_moves(job_pool, residual_gpus, residual_mw, move_job, move_to_pool, swap_a,
+                                         swap_b, site_price, pool_price)
 
 
 class ReferenceKernels:

@@ -7,6 +7,7 @@ import time
 
 import pyarrow as pa
 
+from placement.core import clock
 from placement.core.problem import Problem, compile_problem
 from placement.current_plan import warm_start
 from placement.errors import InvalidPlanError
@@ -39,10 +40,11 @@ def solve(portfolio: Portfolio, jobs: pa.Table, pairs: pa.Table | None = None,
     if problem is None:
         problem = compile_problem(portfolio, jobs, pairs, options)
     kernels = kernels_for(problem, options.backend)
-    initial = None
-    if initial_plan is not None:
-        initial = warm_start(problem, initial_plan, kernels, options)
-    solution = run_pipeline(problem, options, kernels, on_progress=on_progress, initial=initial)
+    with clock.work_clock(options.deterministic):  # the warm start's fill shares the work budget
+        initial = None
+        if initial_plan is not None:
+            initial = warm_start(problem, initial_plan, kernels, options)
+        solution = run_pipeline(problem, options, kernels, on_progress=on_progress, initial=initial)
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=options.seed,
                       input_sha256=input_digest(portfolio, jobs, pairs))
     violations = validate_plan(portfolio, jobs, plan.table, pairs, options)

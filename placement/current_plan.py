@@ -7,12 +7,12 @@ now this way); ``plan_to_solution`` maps it leniently into a problem's indices, 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from placement.core import clock
 from placement.core.problem import Problem
 from placement.core.solution import Reason, Solution
 from placement.errors import InputError, did_you_mean, shown
@@ -121,7 +121,7 @@ def warm_start(problem: Problem, plan: pa.Table, kernels, options: SolveOptions)
     (``solvers.repair.fill``, within half the time limit).
     """
     repaired = repair(problem, plan_to_solution(problem, plan), kernels)
-    return fill(problem, repaired, kernels, options, deadline=time.monotonic() + options.time_limit_s * 0.5)
+    return fill(problem, repaired, kernels, options, deadline=clock.now() + options.time_limit_s * 0.5)
 
 
 __all__ = ["PlanRows", "plan_to_solution", "read_plan_rows", "warm_start"]

@@ -23,12 +23,12 @@ does), since one price vector cannot keep a higher tier from being traded for a 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
 
+from placement.core import clock
 from placement.kernels import Kernels
 from placement.model.portfolio import SolveOptions
 from placement.core.objective import candidate_speed, unit_terms
@@ -201,7 +201,7 @@ def solve_auction(problem: Problem, options: SolveOptions, kernels: Kernels, dea
     active = np.ones(len(bidders), bool)
     rows: dict[int, dict[int, int]] = {}
     bound, rounds, scale = np.inf, 0, None
-    while rounds < MAX_ROUNDS and (deadline is None or time.monotonic() < deadline):
+    while rounds < MAX_ROUNDS and (deadline is None or clock.now() < deadline):
         if track_bound and len(eligible):
             bound = min(bound, evaluate_dual(P, kernels, eligible, lam, mu))
         live = np.flatnonzero(active)

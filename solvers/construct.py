@@ -16,11 +16,11 @@ module runs it only up to ``MAX_WORK`` so it stays well under a second.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from numba import njit
 
+from placement.core import clock
 from placement.core.objective import unit_moves
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Reason, Solution
@@ -146,12 +146,13 @@ def construct_required(problem: Problem, cand: Candidates, deadline: float) -> S
     share = c.watts / np.maximum(site_w[c.site], 1).astype(np.float64)
     g = P.job_gpus_unit[c.job].astype(np.int64)
     for desirability in (-share, c.net):
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             return None
         assigned = np.full(P.n_jobs, _NONE, np.int64)
         pool_left, site_left = P.pool_gpus.astype(np.int64).copy(), site_w.astype(np.int64).copy()
         f = np.asarray(desirability, np.float64)
         _regret(job_ptr, jobs, c.pool, c.site, g, c.watts, f, pool_left, site_left, assigned)
+        clock.tick(len(jobs) * k / clock.KERNEL_CANDIDATES_PER_S)
         movable = np.ones(P.n_jobs, np.bool_)
         for j in jobs[assigned[jobs] < 0]:
             _eject(j, 2, job_ptr, c.pool, c.site, g, c.watts, f, pool_left, site_left, assigned, movable)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placement.core import clock
 from placement.core.executors import make_executor, threads_per_worker
 from placement.kernels import Kernels, kernels_for
 from placement.model.portfolio import SolveOptions
@@ -316,7 +317,9 @@ def _solve_part(problem: Problem, part: _Part) -> Solution:
         reason[j] = Reason.PLACED
         initial = Solution(j, p, u, reason, solver="warm-start")
     kernels = kernels_for(sub, part.backend)  # binding (a GPU upload, say) counts against the window
-    limit = max(min(part.seconds, part.deadline - time.time()), MIN_PART_SECONDS)
+    # Deterministic mode: the part's share of the work budget, whatever the wall clock says.
+    limit = part.seconds if part.options.deterministic else max(min(part.seconds, part.deadline - time.time()),
+                                                                MIN_PART_SECONDS)
     sol = part.solve(sub, part.options.model_copy(update={"time_limit_s": limit}), kernels, initial=initial)
     sol.stats = {**sol.stats, "part_seconds": time.monotonic() - start,
                  "part_objective": float(tier_objectives(sub, sol).sum())}
@@ -328,7 +331,7 @@ def _tasks(parts: Partition, options: SolveOptions, solve: PartSolver, backend: 
     """One task per part; each gets the window up to ``deadline`` (wall clock), shared in turns
     when parts outnumber workers."""
     k = parts.k
-    window = max(deadline - time.time(), 0.0)
+    window = options.time_limit_s * PARTS_SHARE if options.deterministic else max(deadline - time.time(), 0.0)
     rounds = math.ceil(k / max(workers, 1))  # more parts than workers: they queue
     part_options = options.model_copy(update={
         "solver": "auto", "threads": max(1, options.threads // min(k, workers)) if options.threads
@@ -448,14 +451,15 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     merges the parts that returned and fills the rest greedily.
     """
     P = problem
-    start = time.monotonic()
+    wall_start, start = time.monotonic(), clock.now()
     deadline = start + options.time_limit_s
     # Wall clock for the parts' window: workers may run on other machines (Ray), and starting the
     # executor is part of the window.
     parts_deadline = time.time() + options.time_limit_s * PARTS_SHARE
     warm = repair(P, initial, kernels) if initial is not None else None
     parts, returned, workers = _run_parts(P, options, solve_part, kernels.name, warm, parts_deadline)
-    parts_s = time.monotonic() - start
+    parts_s = time.monotonic() - wall_start
+    clock.tick(options.time_limit_s * PARTS_SHARE)  # the parts' work (in other processes) is spent
     interrupted = any(s is None for s in returned)
     solutions = [s if s is not None else _nothing(len(parts.jobs(i))) for i, s in enumerate(returned)]
     merged = repair(P, merge(P, parts, solutions, kernels.name), kernels)
@@ -485,12 +489,12 @@ def solve_decomposed(problem: Problem, options: SolveOptions, kernels: Kernels, 
     best.solver, best.backend = SOLVER, kernels.name
     best.bound = min(best.bound, inc.bound)
     best.site_price_usd_per_mwh, best.pool_price_usd_per_gpu_hour = lam, mu
-    if time.monotonic() > deadline and best.status == "optimal":
+    if clock.now() > deadline and best.status == "optimal":
         best.status = "feasible"
     if "interrupted" in stages:
         best.status = "interrupted"
     re_explain(P, kernels, best)
-    best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - start, "decomposed": {
+    best.stats = {**best.stats, "stages": stages, "seconds_solve": time.monotonic() - wall_start, "decomposed": {
         "parts": parts.k, "partition": parts.kind, "executor": options.executor, "workers": workers,
         "seconds_parts": parts_s, "part_jobs": [len(parts.jobs(i)) for i in range(parts.k)],
         "part_seconds": [s.stats.get("part_seconds") for s in solutions],

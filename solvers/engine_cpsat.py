@@ -15,12 +15,13 @@ default parallel portfolio, which is not deterministic across runs with several 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import numpy as np
 from ortools.sat.python import cp_model
 
+from placement.core import clock
+from placement.core.clock import CPSAT_DETERMINISTIC_PER_S
 from placement.model.portfolio import SolveOptions
 from placement.solvers.int_model import NO_LIMIT, IntModel, LexResult
 
@@ -63,12 +64,15 @@ class _Callback(cp_model.CpSolverSolutionCallback):
 
 def _solver(options: SolveOptions, limit_s: float, n_cand: int, has_solution: bool) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(limit_s, 0.001)
+    solver.parameters.max_time_in_seconds = max(clock.wall_limit_s(limit_s), 0.001)
     solver.parameters.random_seed = int(options.seed)
     solver.parameters.num_workers = options.threads or os.cpu_count() or 1
     solver.parameters.relative_gap_limit = RELATIVE_GAP
     small = n_cand <= LARGE_MODEL_CANDIDATES
-    solver.parameters.interleave_search = small and has_solution  # see the module docstring
+    if clock.deterministic():  # one worker under a work limit: the same search on any machine
+        solver.parameters.max_deterministic_time = max(limit_s * CPSAT_DETERMINISTIC_PER_S, 0.001)
+        solver.parameters.num_workers = 1
+    solver.parameters.interleave_search = small and has_solution and not clock.deterministic()  # see the docstring
     solver.parameters.cp_model_probing_level = 2 if small else 0  # 2: the default
     # SIGINT is the caller's: the command line turns it (and SIGTERM) into KeyboardInterrupt, and
     # the pipeline returns its best plan marked interrupted; CP-SAT swallowing it would hide that.
@@ -93,7 +97,7 @@ def solve_cpsat(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
     solved = 0.0  # Σ bounds of the tier stages solved so far ($/h)
     for i, st in enumerate(im.stages):
         later = sum(s.trivial for s in im.stages[i:] if s.tier is not None)
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         if left <= 0:
             run.bound = solved + later
             return run
@@ -113,6 +117,8 @@ def solve_cpsat(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
         cb = (_Callback(on_progress, cand, total_net, usd)
               if on_progress is not None and total_net is not None and st.tier is not None else None)
         status = solver.solve(m, cb)
+        clock.tick(solver.response_proto.deterministic_time / CPSAT_DETERMINISTIC_PER_S)
+        clock.warn_if_wall_bound("CP-SAT", solver.wall_time, solver.parameters.max_time_in_seconds)
         rec = {"stage": st.label, "tier": st.tier, "status": solver.status_name(status),
                "wall_time": solver.wall_time, "engine": "cpsat"}
         run.records.append(rec)

@@ -10,12 +10,13 @@ against the integer rows; one that fails (HiGHS accepts 1e-6 integrality slack) 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import highspy
 import numpy as np
 
+from placement.core import clock
+from placement.core.clock import HIGHS_NODE_NONZEROS_PER_S, IPM_WORK_PER_S
 from placement.model.portfolio import SolveOptions
 from placement.solvers.int_model import NO_LIMIT, IntModel, LexResult
 from placement.solvers.quiet import quiet_stdout
@@ -33,6 +34,12 @@ def new_highs(threads: int | None = None) -> highspy.Highs:
     if threads:
         h.setOptionValue("threads", int(threads))
     return h
+
+
+def _nodes_per_s(im: IntModel) -> float:
+    """Branch-and-bound nodes a second on the reference machine, for deterministic budgets: a
+    node's LPs cost about the matrix's size (measured 7-23 nodes/s at 4k-16k nonzeros)."""
+    return HIGHS_NODE_NONZEROS_PER_S / max(len(im.a_col), 1)
 
 
 def _bounds(a: np.ndarray) -> np.ndarray:
@@ -96,7 +103,7 @@ def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
         _subscribe(h, im, on_progress, total_net, stage_bound)
     for i, st in enumerate(im.stages):
         later = sum(s.trivial for s in im.stages[i:] if s.tier is not None)
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         if left <= 0:
             run.bound = solved + later
             return run
@@ -105,7 +112,10 @@ def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
         if full is not None:
             _hint(h, full)
         # Per run (measured on highspy 1.16: the limit does not accumulate over runs of a MIP).
-        h.setOptionValue("time_limit", float(max(left / (len(im.stages) - i), 0.01)))
+        share = left / (len(im.stages) - i)
+        h.setOptionValue("time_limit", float(max(clock.wall_limit_s(share), 0.01)))
+        if clock.deterministic():  # a node limit instead: the same search on any machine
+            h.setOptionValue("mip_max_nodes", max(int(share * _nodes_per_s(im)), 1))
         stage_bound[0] = (None if st.tier is None
                           else lambda b, st=st, rest=rest, base=solved: base + min(st.trivial, b) + rest)
         status, info, values = _run_stage(h, im, st)
@@ -144,6 +154,7 @@ def _run_stage(h: highspy.Highs, im: IntModel, st) -> tuple:
             h.clearSolver()
         h.run()
         status, info = h.getModelStatus(), h.getInfo()
+        clock.tick(max(info.mip_node_count, 0) / _nodes_per_s(im))
         if status == highspy.HighsModelStatus.kInfeasible:
             return status, info, None
         if info.primal_solution_status != highspy.kSolutionStatusFeasible:
@@ -179,7 +190,7 @@ def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float,
     simplex takes several. The duals only price a Lagrangian bound, which is valid at any
     prices, so their accuracy affects the bound's tightness, never its validity.
     """
-    left = deadline - time.monotonic()
+    left = deadline - clock.now()
     if left <= 0:
         return None
     h = new_highs(threads)
@@ -189,8 +200,11 @@ def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float,
     h.changeColsCost(im.n_cols, everything, cost.astype(np.float64))
     h.setOptionValue("solver", "ipm")
     h.setOptionValue("run_crossover", "off")
-    h.setOptionValue("time_limit", float(left))
+    h.setOptionValue("time_limit", float(clock.wall_limit_s(left)))
+    if clock.deterministic():
+        h.setOptionValue("ipm_iteration_limit", max(int(left * IPM_WORK_PER_S / max(len(im.a_col), 1)), 1))
     h.run()
+    clock.tick(max(h.getInfo().ipm_iteration_count, 0) * max(len(im.a_col), 1) / IPM_WORK_PER_S)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     sol = h.getSolution()

@@ -15,11 +15,11 @@ bound; that sum bounds the lexicographic optimum's total (``int_model.LexResult`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 
+from placement.core import clock
 from placement.core.objective import current_units_at, unit_moves
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Reason, Solution
@@ -59,7 +59,7 @@ def solve_exact(problem: Problem, options: SolveOptions, hint: Solution | None =
     ``on_progress(objective, bound)`` gets $/h on each improving solution.
     """
     P = problem
-    deadline = time.monotonic() + options.time_limit_s
+    deadline = clock.now() + options.time_limit_s
     eligible = eligible_candidates(P)
     c = eligible.take(eligible.ub >= 1)
     fits = np.bincount(c.job, minlength=P.n_jobs) > 0

@@ -8,11 +8,11 @@ batch took the room) is re-scored alone.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from placement.core import clock
 from placement.kernels import Kernels, kernels_for
 from placement.kernels.reference import score_candidates
 from placement.model.portfolio import SolveOptions
@@ -83,7 +83,7 @@ class _State:
 
 def solve_greedy(problem: Problem, options: SolveOptions, kernels: Kernels, deadline: float | None = None,
                  site_price: np.ndarray | None = None, pool_price: np.ndarray | None = None) -> Solution:
-    """Greedy plan under ``deadline`` (``time.monotonic()`` value); never violates a hard constraint.
+    """Greedy plan under ``deadline`` (``clock.now()`` value); never violates a hard constraint.
 
     With dual prices ($/MWh per site, $/GPU-h per pool, e.g. from the LP) jobs are ordered by
     reduced score per GPU and each goes to its best *reduced* pool, steering work away from
@@ -101,7 +101,7 @@ def solve_greedy(problem: Problem, options: SolveOptions, kernels: Kernels, dead
     order = order[P.job_filter[order] == 0]
     explain[P.job_filter != 0] = True
     for start in range(0, len(order), BATCH_JOBS):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and clock.now() > deadline:
             reason[order[start:]] = Reason.TIME_LIMIT
             break
         batch = order[start:start + BATCH_JOBS]

@@ -10,12 +10,12 @@ worse; the step is kept only when it is strictly better.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
+from placement.core import clock
 from placement.model.portfolio import SolveOptions
 from placement.core.problem import Problem, subproblem
 from placement.core.solution import Reason, Solution, solution_terms, tier_objectives, usage
@@ -108,7 +108,7 @@ def improve(problem: Problem, incumbent: Solution, options: SolveOptions, *, dea
     best, best_tiers = incumbent, tier_objectives(P, incumbent)
     steps = improved = empty = 0
     gains = dict.fromkeys(NEIGHBOURHOODS, 0)
-    while time.monotonic() + 0.05 < deadline:
+    while clock.now() + 0.05 < deadline:
         kind = NEIGHBOURHOODS[steps % len(NEIGHBOURHOODS)]
         t = solution_terms(P, best)
         if site_weight is None:
@@ -136,7 +136,7 @@ def improve(problem: Problem, incumbent: Solution, options: SolveOptions, *, dea
         local = np.searchsorted(freed, best.row_job[hint_rows])
         hint = Solution(local, best.row_pool[hint_rows], best.row_units[hint_rows], best.reason[freed],
                         solver="hint")
-        budget = min(slice_s, deadline - time.monotonic())
+        budget = min(slice_s, deadline - clock.now())
         if budget <= 0.05:
             break
         opts = options.model_copy(update={"time_limit_s": budget, "seed": int(rng.integers(2**31 - 1))})

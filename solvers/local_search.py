@@ -13,11 +13,11 @@ The migration budget is global, so jobs that would need a move are left alone wh
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 
+from placement.core import clock
 from placement.kernels import Kernels
 from placement.core.problem import UNLIMITED, Problem
 from placement.core.solution import Reason, Solution, solution_terms, usage
@@ -92,7 +92,7 @@ def improve(problem: Problem, incumbent: Solution, kernels: Kernels, *, deadline
     budgeted = P.max_moves < UNLIMITED or np.isfinite(P.max_migration_usd)
     rounds = accepted_total = chains_total = 0
     for rounds in range(1, max_rounds + 1):
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             break
         job_pool = np.full(P.n_jobs, -1, np.int64)
         train_rows = P.job_kind[sol.row_job] == 0

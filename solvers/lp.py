@@ -15,12 +15,13 @@ the inference spread (min_sites) and keeps per-site share caps only as column bo
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from placement.core import clock
+from placement.core.clock import LP_ITERATION_ROWS_PER_S
 from placement.kernels import Kernels, kernels_for
 from placement.core.objective import candidate_speed, net_value, unit_moves, unit_terms
 from placement.core.problem import UNLIMITED, Problem
@@ -159,13 +160,22 @@ class _Master:
         self.h.changeRowBounds(self.tier_row, new.value, self.hs.kHighsInf)
         return new
 
+    def _iterations_per_s(self) -> float:
+        """Simplex iterations a second on the reference machine: an iteration costs about the
+        master's row count."""
+        return LP_ITERATION_ROWS_PER_S / max(self.h.getNumRow(), 1)
+
     def solve(self, deadline: float | None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
         """LP objective and duals: per job row (π), pool (μ), site (λ), tier floor (ν)."""
         if deadline is not None:
             # HiGHS stops itself at the deadline (a master solve can take a minute at 100k jobs).
             # Its time limit counts the instance's whole run time, earlier solves included.
-            self.h.setOptionValue("time_limit", self.h.getRunTime() + max(deadline - time.monotonic(), 0.01))
+            left = clock.left(deadline)
+            self.h.setOptionValue("time_limit", self.h.getRunTime() + max(clock.wall_limit_s(left), 0.01))
+            if clock.deterministic():  # an iteration limit instead: the same LP on any machine
+                self.h.setOptionValue("simplex_iteration_limit", max(int(left * self._iterations_per_s()), 1))
         self.h.run()
+        clock.tick(max(self.h.getInfo().simplex_iteration_count, 0) / self._iterations_per_s())
         status = self.h.getModelStatus()
         if status != self.hs.HighsModelStatus.kOptimal:
             raise RuntimeError(f"LP master not optimal: {self.h.modelStatusToString(status)}")
@@ -282,7 +292,7 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
             break
         if on_round is not None:
             on_round(replace(best, rounds=rnd, columns=master.n_cols))
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and clock.now() > deadline:
             break
     best.rounds, best.columns = rnd, master.n_cols
     return best

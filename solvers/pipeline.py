@@ -45,6 +45,7 @@ from placement.solvers.stages import (
     tight_search_stage,
 )
 
+from placement.core import clock
 from placement.core.problem import Problem, subproblem
 from placement.core.solution import Reason, Solution, tier_objectives, usage
 from placement.model.portfolio import SolveOptions, SolverName
@@ -73,6 +74,8 @@ LP_JOIN_S = 2.0
 # Columns per job the background LP starts from: its first master solves sooner (at 10k jobs the
 # LP converged 1-2 s earlier than from 8; the tier LPs keep their default, their duals price plans).
 LP_INITIAL_COLUMNS = 2
+# Deterministic mode: the share of the time limit the LP bound is solved for, in turn.
+DETERMINISTIC_LP_SHARE = 0.2
 # Tight capacity with required gangs the greedy could not place: up to this many candidates the
 # feasibility-first path runs (construction, penalty search until the share, then the exact
 # engine hinted with its plan for the rest of the time).
@@ -140,15 +143,30 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     ``initial`` (e.g. the placement running now) warm-starts every stage: it is first repaired
     to the current capacities and rules (``solvers.repair``), then kept unless beaten. A stage
     that raises is dropped (``stats.fallbacks`` names it, with the error) and the run goes on.
+    ``options.deterministic``: the time limit is a work budget and every engine runs on one
+    thread, with the LP bound solved in turn rather than beside the other stages
+    (``placement.core.clock``): the same input, seed and backend give the same plan under any load.
     """
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
+    with clock.work_clock(options.deterministic):
+        return _run(problem, engine_options(options), kernels, on_progress, initial)
+
+
+def engine_options(options: SolveOptions) -> SolveOptions:
+    """``options`` as the engines take them: one thread each in deterministic mode (a portfolio
+    of parallel workers finds different plans depending on which thread is faster)."""
+    return options.model_copy(update={"threads": 1}) if options.deterministic else options
+
+
+def _run(problem: Problem, options: SolveOptions, kernels: Kernels, on_progress: Progress | None,
+         initial: Solution | None) -> Solution:
     P = problem
     small = candidate_count(P) <= EXACT_MAX_CANDIDATES
     if options.solver == "decomposed":
         return solve_decomposed(P, options, kernels, solve_part=run_pipeline, prove=small, on_progress=on_progress,
                                 initial=initial)
-    start = time.monotonic()
+    wall_start, start = time.monotonic(), clock.now()
     deadline = start + options.time_limit_s
     if initial is not None:
         # Warm start: keep the running placement unless a stage beats it. No cold stages (a cold
@@ -157,8 +175,8 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     else:
         first, name = solve_greedy(P, options, kernels, deadline=deadline), "greedy"
     inc = Incumbent(P, first, relaxed_bound(P, kernels), on_progress)
-    run = _Stages(name, time.monotonic() - start)  # its seconds include the first bound
-    work_by = deadline if small else deadline - FILL_RESERVE_OF_GREEDY * run.seconds[name]
+    run = _Stages(name, time.monotonic() - wall_start)  # its seconds include the first bound
+    work_by = deadline if small else deadline - FILL_RESERVE_OF_GREEDY * (clock.now() - start)
     full_lp: _BackgroundLp | None = None
     try:
         full_lp = _improve(P, options, kernels, inc, run, initial is not None, small, start, work_by)
@@ -174,13 +192,15 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     best = inc.best
     best.bound = min(best.bound, inc.bound)
     best.backend = kernels.name
-    if time.monotonic() > deadline and best.status == "optimal":
+    if clock.now() > deadline and best.status == "optimal":
         best.status = "feasible"
     if "interrupted" in run.names:
         best.status = "interrupted"
     re_explain(P, kernels, best)
     best.stats = {**best.stats, "stages": run.names, "stage_seconds": run.seconds,
-                  "seconds_solve": time.monotonic() - start}
+                  "seconds_solve": time.monotonic() - wall_start}
+    if options.deterministic:
+        best.stats["work_units"] = round(clock.now() - start, 6)
     if run.failed:
         best.stats["fallbacks"] = [*best.stats.get("fallbacks", []), *run.failed]
     return best
@@ -188,7 +208,9 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
 
 def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent, run: _Stages, warm: bool,
              small: bool, start: float, deadline: float) -> _BackgroundLp | None:
-    """The stages after the first plan, by solver and instance shape; the background LP if started."""
+    """The stages after the first plan, by solver and instance shape; the LP bound if started.
+
+    ``start`` and ``deadline`` are on the solvers' clock (``placement.core.clock``)."""
     solver = options.solver
     if solver == "greedy":
         return None
@@ -212,18 +234,28 @@ def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent
             search_by = start + (search_s if small or large else min(search_s, TIGHT_SEARCH_MAX_S))
             if lp_start is not None:  # half the search from the LP's rounding, half from the best plan
                 run.run("tight-search-lp", tight_search_stage, P, inc, cand,
-                        (time.monotonic() + search_by) / 2, lp_start)
+                        (clock.now() + search_by) / 2, lp_start)
             run.run("tight-search", tight_search_stage, P, inc, cand, search_by)
-            run.run("exact", exact_stage, P, options, inc, deadline, engine=TIGHT_ENGINE)
+            run.run("exact", exact_stage, P, options, inc, deadline,
+                    engine="cpsat" if options.deterministic else TIGHT_ENGINE)
             return None
     if solver == "exact" or (solver == "auto" and small):
         run.run("exact", exact_stage, P, options, inc, deadline)
         return None
-    # The LP bound takes one core for the whole run; the stages below share the other.
-    full_lp = _BackgroundLp(P, kernels, inc, deadline)
-    run.names.append("lp")
+    # The LP bound takes one core for the whole run; the stages below share the other. In
+    # deterministic mode it is solved in turn, once, after the construction.
+    det = options.deterministic
+    full_lp = None if det else _BackgroundLp(P, kernels, inc, deadline)
+    if not det:
+        run.names.append("lp")
     construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if solver != "price" else 1.0)
-    run.run("price", tiered_price_stage, P, full_lp.spare(options), kernels, inc, construct_by, deadline)
+    run.run("price", tiered_price_stage, P, full_lp.spare(options) if full_lp else options, kernels, inc,
+            construct_by, deadline)
+    if det:
+        lp_by = min(clock.now() + options.time_limit_s * DETERMINISTIC_LP_SHARE, deadline)
+        full_lp = run.run("lp", _BackgroundLp, P, kernels, inc, lp_by, synchronous=True)
+        if full_lp is None:
+            return None
     if full_lp.latest is not None and solver != "price" and P.n_jobs >= LP_PRICE_MIN_JOBS:
         # Past the local search's share too: at 100k x 1,000 these plans gained more than LNS.
         run.run("lp-price", lp_price_stage, P, options, kernels, inc, full_lp.latest.site_price,
@@ -252,13 +284,13 @@ def tiered_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc:
         jobs = np.flatnonzero(P.job_tier == tier)
         sub = subproblem(P, jobs, gpus, mw, max_moves=moves_left, max_migration_usd=usd_left)
         sub_kernels = kernels_for(sub, kernels.name)
-        share = (deadline - time.monotonic()) / (len(tiers) - k)
+        share = (deadline - clock.now()) / (len(tiers) - k)
         # Past the construction share a tier still gets its plain greedy (fast): leaving it empty
         # would hand the next stages a plan that is worse everywhere below the top tier.
         plain = solve_greedy(sub, options, sub_kernels, deadline=hard_deadline)
         chosen = plain
-        if share > 0.05 and time.monotonic() < deadline:
-            lp = lp_bound(sub, sub_kernels, incumbent=plain, deadline=time.monotonic() + share * 0.8,
+        if share > 0.05 and clock.now() < deadline:
+            lp = lp_bound(sub, sub_kernels, incumbent=plain, deadline=clock.now() + share * 0.8,
                           threads=options.threads, aggregate_width=_bucket_width(sub))
             priced = solve_greedy(sub, options, sub_kernels, deadline=deadline,
                                   site_price=lp.site_price, pool_price=lp.pool_price)
@@ -284,18 +316,30 @@ class _BackgroundLp:
     HiGHS releases the GIL while it solves a master, so the bound uses one core while the other
     stages use the other; kernel calls hold the GIL, so the two threads' kernel calls never
     overlap. The LP's top-tier floor follows the incumbent as the other stages improve it.
+    ``synchronous``: solve it once, now, for the incumbent, in this thread (deterministic mode:
+    a thread's progress would depend on timing).
     """
 
     class _Stop(Exception):
         """Raised in the LP's progress callback to end it early (Ctrl-C in the main thread)."""
 
-    def __init__(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float):
+    def __init__(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float, synchronous: bool = False):
         self.P, self.latest, self.seen, self.failed = P, None, None, ""
-        self.busy = True  # an LP is being solved (not just waiting for a better plan)
+        self.busy = not synchronous  # an LP is being solved (not just waiting for a better plan)
         self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        if synchronous:
+            self.seen = inc.best
+            self._publish(self._solve(P, kernels, inc, deadline))
+            return
         self.thread = threading.Thread(target=self._run, args=(P, kernels, inc, deadline), daemon=True,
                                        name="placement-lp")
         self.thread.start()
+
+    def _solve(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float):
+        return lp_bound(P, kernels, incumbent=self.seen, deadline=deadline, threads=1,
+                        latest_incumbent=lambda: inc.best, on_round=self._publish,
+                        initial_columns=LP_INITIAL_COLUMNS, aggregate_width=_bucket_width(P))
 
     def _run(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float) -> None:
         """Solve the LP; once it is done, solve it again whenever the top tier's floor can rise
@@ -311,9 +355,7 @@ class _BackgroundLp:
                 if floor is not None and top <= floor:
                     continue
                 floor, self.busy = top, True
-                self._publish(lp_bound(P, kernels, incumbent=plan, deadline=deadline, threads=1,
-                                       latest_incumbent=lambda: inc.best, on_round=self._publish,
-                                       initial_columns=LP_INITIAL_COLUMNS, aggregate_width=_bucket_width(P)))
+                self._publish(self._solve(P, kernels, inc, deadline))
                 self.busy = False
         except self._Stop:
             pass
@@ -341,6 +383,9 @@ class _BackgroundLp:
         """Wait until the LP has solved for the final plan or ``deadline`` passes (None: stop it
         now), then tighten the incumbent's bound with the LP's and attach its duals (the shadow
         prices)."""
+        if self.thread is None:
+            self.attach(inc)
+            return
         if deadline is not None:
             until = deadline + LP_JOIN_S
             while self.thread.is_alive() and time.monotonic() < until:

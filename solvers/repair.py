@@ -37,12 +37,12 @@ and enforces a migration budget counted on whole placements (see its docstring).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
 
+from placement.core import clock
 from placement.kernels import Kernels
 from placement.model.portfolio import SolveOptions
 from placement.core.objective import candidate_speed, migration_units, net_before_migration, net_value, unit_terms
@@ -283,7 +283,7 @@ def fill(problem: Problem, solution: Solution, kernels: Kernels, options: SolveO
     rows are sorted by (job, pool), with no bound or prices attached.
     """
     S = solution
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and clock.now() > deadline:
         return S
     filled = fill_unplaced(problem, S, kernels, options, deadline=deadline, max_moves=max_moves,
                            max_migration_usd=max_migration_usd)
@@ -325,7 +325,7 @@ def preempt(problem: Problem, solution: Solution, deadline: float | None = None,
         return S, np.zeros(0, np.int64)
     state = _Preemption.start(P, S, moves_left, usd_left)
     for jj in todo.tolist():
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and clock.now() > deadline:
             break
         state.try_place(jj)
     if not state.new_rows:

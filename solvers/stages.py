@@ -7,11 +7,11 @@ leaves; ``re_explain`` judges the final plan's unplaced jobs against the whole p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 
+from placement.core import clock
 from placement.kernels import Kernels
 from placement.model.portfolio import SolveOptions
 from placement.core.problem import Problem
@@ -57,7 +57,7 @@ class Incumbent:
 def exact_stage(P: Problem, options: SolveOptions, inc: Incumbent, deadline: float, engine: str = "cpsat") -> None:
     from placement.solvers.exact import solve_exact  # noqa: PLC0415  (ortools import is slow)
 
-    remaining = options.model_copy(update={"time_limit_s": max(deadline - time.monotonic(), 0.1)})
+    remaining = options.model_copy(update={"time_limit_s": max(deadline - clock.now(), 0.1)})
     exact = solve_exact(P, remaining, hint=inc.best, engine=engine)
     inc.tighten(exact.bound)
     if exact.status == "infeasible":
@@ -152,7 +152,7 @@ def lp_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: Inc
     greedy's, at 1.0 it lost 42%). Each plan is offered; strict tiers decide.
     """
     for scale in scales:
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             return
         inc.offer(solve_greedy(P, options, kernels, deadline=deadline, site_price=site_price * scale,
                                pool_price=pool_price * scale))

@@ -18,11 +18,11 @@ the caller bounds the round count by its deadline.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from numba import njit
 
+from placement.core import clock
 from placement.core.problem import Problem
 from placement.core.solution import Solution
 from placement.solvers.candidates import Candidates
@@ -255,11 +255,12 @@ def improve_tight(problem: Problem, cand: Candidates, incumbent: Solution, *, de
     # Each job's candidates by cost, cheapest first, in the candidates' CSR layout.
     targets = np.lexsort((cost, cand.job)).astype(np.int64)
     start_cost, stale, moves = best_cost, 0, 0
-    while time.monotonic() < deadline and stale < PATIENCE:
+    while clock.now() < deadline and stale < PATIENCE:
         best_cost, stale, m = _rounds(ROUNDS_PER_CALL, jobs, assign, best_assign, best_cost, job_ptr, cand.site,
                                       cand.pool, g, cand.watts, cost, site_load, site_cap, pool_load, pool_cap,
                                       alpha, beta, stale, targets, SWAP_TARGETS)
         moves += m
+        clock.tick(ROUNDS_PER_CALL * PASSES_PER_CALL * len(jobs) * SWAP_TARGETS / clock.TIGHT_MOVES_PER_S)
     if best_cost >= start_cost - 1e-9:
         return S
     keep = np.flatnonzero(fixed)

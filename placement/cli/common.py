@@ -43,6 +43,9 @@ PairsOpt = Annotated[Optional[Path], typer.Option("--pairs", help="pair-override
 SolverOpt = Annotated[Optional[str], typer.Option(help=" | ".join(get_args(SolverName)))]
 TimeLimitOpt = Annotated[Optional[float], typer.Option("--time-limit", help="seconds")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="random seed")]
+DeterministicOpt = Annotated[Optional[bool], typer.Option(
+    "--deterministic/--no-deterministic",
+    help="work budgets instead of seconds, one thread per engine: the same plan under any load")]
 BackendOpt = Annotated[Optional[Backend], typer.Option(help="scoring backend")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]

@@ -20,7 +20,7 @@ import typer
 
 from placement.api import solve as solve_plan
 from placement.cli.common import (AddressOpt, AllowEmptyOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
-                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs, exit_if_interrupted,
+                                  DeterministicOpt, SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, check_outputs, exit_if_interrupted,
                                   exit_if_required_unplaced, fail, install_signal_handlers, load_inputs, out,
                                   progress, reported_errors, solve_options, write_outputs)
 from placement.cli.replan import replan as _replan
@@ -47,6 +47,7 @@ def solve(
     solver: SolverOpt = None,
     time_limit: TimeLimitOpt = None,
     seed: SeedOpt = None,
+    deterministic: DeterministicOpt = None,
     backend: BackendOpt = None,
     parts: Annotated[Optional[int], typer.Option(min=0, help="--solver decomposed: sub-problems; 0: one per worker")] = None,
     executor: ExecutorOpt = None,
@@ -60,7 +61,7 @@ def solve(
     with reported_errors():
         check_outputs((out_path,), summary_path)
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs, allow_empty)
-        options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed,
+        options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed, deterministic=deterministic,
                                 backend=backend.value if backend else None, parts=parts, executor=executor,
                                 workers=workers, address=address)
         with progress("solving", show=not (quiet or as_json)) as on_progress:

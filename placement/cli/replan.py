@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from placement.cli.common import (AllowEmptyOpt, BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, SeedOpt, SolverOpt,
+from placement.cli.common import (AllowEmptyOpt, BackendOpt, ConfigArg, JsonOpt, PairsOpt, QuietOpt, DeterministicOpt, SeedOpt, SolverOpt,
                                   TimeLimitOpt, check_outputs, exit_if_interrupted, exit_if_required_unplaced,
                                   load_inputs, option_error, out, progress, reported_errors, write_outputs)
 from placement.cli.report import money, print_required_unplaced
@@ -49,6 +49,7 @@ def replan(
     solver: SolverOpt = None,
     time_limit: TimeLimitOpt = None,
     seed: SeedOpt = None,
+    deterministic: DeterministicOpt = None,
     backend: BackendOpt = None,
     allow_empty: AllowEmptyOpt = False,
     quiet: QuietOpt = False,
@@ -60,7 +61,7 @@ def replan(
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs, allow_empty)
         events = [parse_event(text, portfolio) for text in event or []]
         try:
-            options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed,
+            options = replan_options(portfolio, None, solver=solver, time_limit_s=time_limit, seed=seed, deterministic=deterministic,
                                      backend=backend.value if backend else None, max_moves=max_moves,
                                      max_migration_usd=max_migration_usd, move_threshold_usd_per_hour=threshold,
                                      improve=improve, polish=polish)

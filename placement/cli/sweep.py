@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
-                                  SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, load_inputs, out,
+                                  DeterministicOpt, SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, load_inputs, out,
                                   reported_errors, solve_options)
 from placement.core.executors import make_executor
 from placement.errors import InputError
@@ -39,6 +39,7 @@ def sweep(
     solver: SolverOpt = None,
     time_limit: TimeLimitOpt = None,
     seed: SeedOpt = None,
+    deterministic: DeterministicOpt = None,
     backend: BackendOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -47,7 +48,7 @@ def sweep(
     with reported_errors():
         portfolio, job_table, pair_table = load_inputs(config, jobs, pairs)
         todo = load_scenarios(scenarios)
-        options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed,
+        options = solve_options(portfolio, solver=solver, time_limit_s=time_limit, seed=seed, deterministic=deterministic,
                                 backend=backend.value if backend else None, executor=executor,
                                 workers=workers, address=address)
         if options.solver == "decomposed":

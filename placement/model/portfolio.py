@@ -113,6 +113,9 @@ class SolveOptions(_Strict):
     executor: Literal["local", "ray"] = "local"
     workers: Annotated[int, Field(ge=0)] = 0  # 0: all cores (local) or the cluster's CPUs (ray)
     address: str | None = None  # an existing Ray cluster; None: start a local one
+    # Work budgets instead of wall-clock ones, one thread per engine: the same input, seed and
+    # backend give the same plan under any load (see ``placement.core.clock``).
+    deterministic: bool = False
 
 
 class Portfolio(_Strict):

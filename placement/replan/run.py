@@ -60,6 +60,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from placement.core import clock
 from placement.core.objective import unit_terms
 from placement.core.problem import UNLIMITED, Problem, compile_problem, subproblem, with_current
 from placement.core.solution import Reason, Solution, tier_objectives, usage
@@ -98,6 +99,7 @@ from placement.solvers.lp import lp_bound
 from placement.solvers.pipeline import (
     EXACT_MAX_CANDIDATES,
     candidate_count,
+    engine_options,
     run_pipeline,
 )
 from placement.solvers.reasons import explain_unplaced
@@ -249,8 +251,9 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
         new[:] = True
         new[current.job] = False
     new[current.job[hit[problem.pool_site[current.pool]]]] = True
-    solution, report = _solve_from_current(problem, kernels, internal, current, opts, new,
-                                           warm_start=warm_start, on_progress=on_progress)
+    with clock.work_clock(opts.deterministic):
+        solution, report = _solve_from_current(problem, kernels, engine_options(internal), current, opts, new,
+                                               warm_start=warm_start, on_progress=on_progress)
 
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=opts.seed,
                       input_sha256=input_digest(after, table, pairs))
@@ -301,7 +304,7 @@ def _solve_from_current(P: Problem, kernels: Kernels, internal: SolveOptions, cu
     reason0 = np.full(n, Reason.OUT_VALUED, np.int8)
     reason0[current.job] = Reason.PLACED
     initial = Solution(current.job, current.pool, current.units, reason0, solver="current")
-    t0 = time.monotonic()
+    t0 = clock.now()
     repaired, report = repair_with_report(P, initial, kernels)
     if warm_start and not opts.improve:
         displaced = np.zeros(n, bool)
@@ -314,7 +317,7 @@ def _solve_from_current(P: Problem, kernels: Kernels, internal: SolveOptions, cu
         solution.stats = {**solution.stats, "repair": report.counts, "warm_start": True, "improve": False}
         return solution, report
     warm = _warm_start(P, kernels, internal, current, repaired, opts, t0) if warm_start else repaired
-    left = max(opts.time_limit_s - (time.monotonic() - t0), opts.time_limit_s * 0.1)
+    left = max(opts.time_limit_s - (clock.now() - t0), opts.time_limit_s * 0.1)
     solve_opts = internal.model_copy(update={"time_limit_s": left})
     if not warm_start:
         result = run_pipeline(P, solve_opts, kernels, on_progress=on_progress)
@@ -351,15 +354,15 @@ def _react(P: Problem, kernels: Kernels, internal: SolveOptions, warm: Solution,
         local[jobs] = np.arange(len(jobs))
         start = Solution(local[warm.row_job[~fixed]], warm.row_pool[~fixed], warm.row_units[~fixed],
                          warm.reason[jobs].copy(), solver="warm-start")
-        left = max(deadline - time.monotonic() - opts.time_limit_s * BOUND_SHARE, opts.time_limit_s * 0.1)
+        left = max(deadline - clock.now() - opts.time_limit_s * BOUND_SHARE, opts.time_limit_s * 0.1)
         solved = run_pipeline(sub, internal.model_copy(update={"time_limit_s": left}),
                               kernels_for(sub, kernels.name), initial=start)
         merged = lns_merge(P, warm, solved, jobs)
         result = merged if better(P, merged, warm) else warm
         result.stats = {**warm.stats, "stages": solved.stats.get("stages", []), "react_jobs": int(len(jobs))}
     result = replace(result, backend=kernels.name, solver="replan", status="feasible")
-    bound_by = min(deadline, time.monotonic() + opts.time_limit_s * BOUND_SHARE)
-    lp = lp_bound(P, kernels, incumbent=result, deadline=bound_by)
+    bound_by = min(deadline, clock.now() + opts.time_limit_s * BOUND_SHARE)
+    lp = lp_bound(P, kernels, incumbent=result, deadline=bound_by, threads=internal.threads)
     result.bound = min(lp.bound, relaxed_bound(P, kernels))
     result.site_price_usd_per_mwh, result.pool_price_usd_per_gpu_hour = lp.site_price, lp.pool_price
     return result
@@ -463,8 +466,7 @@ def improve_warm(P: Problem, options: SolveOptions, kernels: Kernels, warm: Solu
     is strictly better, migration costs included; a greedy fill then re-places jobs a
     neighbourhood stopped that fit elsewhere. Bound: the relaxed bound (one kernel pass).
     """
-    start = time.monotonic()
-    deadline = start + options.time_limit_s
+    start, deadline = time.monotonic(), clock.now() + options.time_limit_s
     bound = relaxed_bound(P, kernels)
 
     def report(sol: Solution) -> None:
