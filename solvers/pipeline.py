@@ -28,6 +28,7 @@ from placement.solvers.compare import better
 from placement.solvers.decomposed import solve_decomposed
 from placement.solvers.greedy import solve_greedy
 from placement.solvers.aggregate import BAND_WIDTH
+from placement.solvers.lockstep_lp import LockstepLp
 from placement.solvers.lp import lp_bound
 from placement.solvers.repair import repair
 from placement.solvers.stages import (
@@ -74,8 +75,6 @@ LP_JOIN_S = 2.0
 # Columns per job the background LP starts from: its first master solves sooner (at 10k jobs the
 # LP converged 1-2 s earlier than from 8; the tier LPs keep their default, their duals price plans).
 LP_INITIAL_COLUMNS = 2
-# Deterministic mode: the share of the time limit the LP bound is solved for, in turn.
-DETERMINISTIC_LP_SHARE = 0.2
 # Tight capacity with required gangs the greedy could not place: up to this many candidates the
 # feasibility-first path runs (construction, penalty search until the share, then the exact
 # engine hinted with its plan for the rest of the time).
@@ -115,6 +114,7 @@ class _Stages:
         self.names = [first]
         self.failed: list[dict[str, str]] = []
         self.seconds: dict[str, float] = {first: round(first_s, 3)}  # where the time went, per stage
+        self.after_stage: Callable[[], None] | None = None  # called when a stage has run
 
     def run(self, name: str, stage: Callable[..., object], *args: object, **kw: object) -> object:
         start = time.monotonic()
@@ -129,6 +129,8 @@ class _Stages:
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - start, 3)
         self.names.append(name)
+        if self.after_stage is not None:
+            self.after_stage()
         return result
 
 
@@ -177,7 +179,7 @@ def _run(problem: Problem, options: SolveOptions, kernels: Kernels, on_progress:
     inc = Incumbent(P, first, relaxed_bound(P, kernels), on_progress)
     run = _Stages(name, time.monotonic() - wall_start)  # its seconds include the first bound
     work_by = deadline if small else deadline - FILL_RESERVE_OF_GREEDY * (clock.now() - start)
-    full_lp: _BackgroundLp | None = None
+    full_lp: _BackgroundLp | LockstepLp | None = None
     try:
         full_lp = _improve(P, options, kernels, inc, run, initial is not None, small, start, work_by)
     except KeyboardInterrupt:
@@ -207,7 +209,7 @@ def _run(problem: Problem, options: SolveOptions, kernels: Kernels, on_progress:
 
 
 def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent, run: _Stages, warm: bool,
-             small: bool, start: float, deadline: float) -> _BackgroundLp | None:
+             small: bool, start: float, deadline: float) -> _BackgroundLp | LockstepLp | None:
     """The stages after the first plan, by solver and instance shape; the LP bound if started.
 
     ``start`` and ``deadline`` are on the solvers' clock (``placement.core.clock``)."""
@@ -243,19 +245,16 @@ def _improve(P: Problem, options: SolveOptions, kernels: Kernels, inc: Incumbent
         run.run("exact", exact_stage, P, options, inc, deadline)
         return None
     # The LP bound takes one core for the whole run; the stages below share the other. In
-    # deterministic mode it is solved in turn, once, after the construction.
-    det = options.deterministic
-    full_lp = None if det else _BackgroundLp(P, kernels, inc, deadline)
-    if not det:
-        run.names.append("lp")
+    # deterministic mode the two threads run in lockstep by work (``solvers.lockstep_lp``).
+    if options.deterministic:
+        full_lp = LockstepLp(P, kernels, inc, deadline - clock.now(), initial_columns=LP_INITIAL_COLUMNS,
+                             aggregate_width=_bucket_width(P))
+        run.after_stage = lambda: full_lp.checkpoint(inc.best)
+    else:
+        full_lp = _BackgroundLp(P, kernels, inc, deadline)
+    run.names.append("lp")
     construct_by = start + options.time_limit_s * (CONSTRUCT_SHARE if solver != "price" else 1.0)
-    run.run("price", tiered_price_stage, P, full_lp.spare(options) if full_lp else options, kernels, inc,
-            construct_by, deadline)
-    if det:
-        lp_by = min(clock.now() + options.time_limit_s * DETERMINISTIC_LP_SHARE, deadline)
-        full_lp = run.run("lp", _BackgroundLp, P, kernels, inc, lp_by, synchronous=True)
-        if full_lp is None:
-            return None
+    run.run("price", tiered_price_stage, P, full_lp.spare(options), kernels, inc, construct_by, deadline)
     if full_lp.latest is not None and solver != "price" and P.n_jobs >= LP_PRICE_MIN_JOBS:
         # Past the local search's share too: at 100k x 1,000 these plans gained more than LNS.
         run.run("lp-price", lp_price_stage, P, options, kernels, inc, full_lp.latest.site_price,
@@ -316,30 +315,18 @@ class _BackgroundLp:
     HiGHS releases the GIL while it solves a master, so the bound uses one core while the other
     stages use the other; kernel calls hold the GIL, so the two threads' kernel calls never
     overlap. The LP's top-tier floor follows the incumbent as the other stages improve it.
-    ``synchronous``: solve it once, now, for the incumbent, in this thread (deterministic mode:
-    a thread's progress would depend on timing).
     """
 
     class _Stop(Exception):
         """Raised in the LP's progress callback to end it early (Ctrl-C in the main thread)."""
 
-    def __init__(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float, synchronous: bool = False):
+    def __init__(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float):
         self.P, self.latest, self.seen, self.failed = P, None, None, ""
-        self.busy = not synchronous  # an LP is being solved (not just waiting for a better plan)
+        self.busy = True  # an LP is being solved (not just waiting for a better plan)
         self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-        if synchronous:
-            self.seen = inc.best
-            self._publish(self._solve(P, kernels, inc, deadline))
-            return
         self.thread = threading.Thread(target=self._run, args=(P, kernels, inc, deadline), daemon=True,
                                        name="placement-lp")
         self.thread.start()
-
-    def _solve(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float):
-        return lp_bound(P, kernels, incumbent=self.seen, deadline=deadline, threads=1,
-                        latest_incumbent=lambda: inc.best, on_round=self._publish,
-                        initial_columns=LP_INITIAL_COLUMNS, aggregate_width=_bucket_width(P))
 
     def _run(self, P: Problem, kernels: Kernels, inc: Incumbent, deadline: float) -> None:
         """Solve the LP; once it is done, solve it again whenever the top tier's floor can rise
@@ -355,7 +342,9 @@ class _BackgroundLp:
                 if floor is not None and top <= floor:
                     continue
                 floor, self.busy = top, True
-                self._publish(self._solve(P, kernels, inc, deadline))
+                self._publish(lp_bound(P, kernels, incumbent=plan, deadline=deadline, threads=1,
+                                       latest_incumbent=lambda: inc.best, on_round=self._publish,
+                                       initial_columns=LP_INITIAL_COLUMNS, aggregate_width=_bucket_width(P)))
                 self.busy = False
         except self._Stop:
             pass
@@ -383,9 +372,6 @@ class _BackgroundLp:
         """Wait until the LP has solved for the final plan or ``deadline`` passes (None: stop it
         now), then tighten the incumbent's bound with the LP's and attach its duals (the shadow
         prices)."""
-        if self.thread is None:
-            self.attach(inc)
-            return
         if deadline is not None:
             until = deadline + LP_JOIN_S
             while self.thread.is_alive() and time.monotonic() < until:

@@ -28,7 +28,7 @@ log = logging.getLogger("placement")
 KERNEL_CANDIDATES_PER_S = 4.5e7  # (job, pool) candidates scored by a kernel pass
 TIGHT_MOVES_PER_S = 2.0e5  # candidate moves tried by the tight search (rough: a move scans its targets)
 HIGHS_NODE_NONZEROS_PER_S = 1.0e5  # branch-and-bound nodes x matrix nonzeros (the root's work averaged in)
-LP_ITERATION_ROWS_PER_S = 5.0e7  # simplex iterations of an LP master x its rows
+LP_ITERATIONS_SQRT_ROWS_PER_S = 1.3e6  # simplex iterations of an LP master x sqrt(its rows)
 IPM_WORK_PER_S = 2.0e7  # interior-point iterations x matrix nonzeros
 CPSAT_DETERMINISTIC_PER_S = 0.7  # CP-SAT's own deterministic time (its unit is about 1.4 s here)
 # In deterministic mode, engines still get a wall-clock limit this many times their budget (plus
@@ -38,14 +38,14 @@ WALL_SAFETY = 20.0
 WALL_SAFETY_S = 5.0
 
 
-class _Work:
-    """Units of work done so far in one deterministic solve."""
+class Work:
+    """Units of work done so far on one work clock (read from any thread: a float is atomic)."""
 
-    def __init__(self) -> None:
-        self.units = 0.0
+    def __init__(self, units: float = 0.0) -> None:
+        self.units = units
 
 
-_WORK: ContextVar[_Work | None] = ContextVar("placement_work_clock", default=None)
+_WORK: ContextVar[Work | None] = ContextVar("placement_work_clock", default=None)
 
 
 def now() -> float:
@@ -86,13 +86,19 @@ def warn_if_wall_bound(engine: str, wall_s: float, limit_s: float) -> None:
                     "deterministic run may not repeat exactly", engine, limit_s)
 
 
+def current() -> Work | None:
+    """This thread's work clock (None on the wall clock), e.g. for another thread to read."""
+    return _WORK.get()
+
+
 @contextlib.contextmanager
-def work_clock(on: bool = True) -> Iterator[None]:
-    """Run the block on a fresh work clock when ``on`` (a nested one keeps the outer clock)."""
-    if not on or deterministic():
+def work_clock(on: bool = True, work: Work | None = None) -> Iterator[None]:
+    """Run the block on a work clock when ``on``: ``work`` if given (a second thread's own clock),
+    else a fresh one; without ``work``, a nested call keeps the outer clock."""
+    if not on or (work is None and deterministic()):
         yield
         return
-    token = _WORK.set(_Work())
+    token = _WORK.set(work if work is not None else Work())
     try:
         yield
     finally:
