@@ -60,8 +60,8 @@ def test_directions_of_change(local_sweep: tuple[Path, dict[str, dict]]) -> None
 
 def test_a_bad_scenario_fails_alone(local_sweep: tuple[Path, dict[str, dict]]) -> None:
     out, rows = local_sweep
-    assert rows["typo"]["status"] == "error" and "matches no site" in rows["typo"]["error"]
-    assert [r for r in rows.values() if r["status"] == "error"] == [rows["typo"]]
+    assert rows["typo"]["status"] == "error: input" and "matches no site" in rows["typo"]["error"]
+    assert [r for r in rows.values() if r["status"].startswith("error")] == [rows["typo"]]
     table = pq.read_table(out / "sweep.parquet")
     assert table.column("scenario").to_pylist() == ["base", "dfw-curtailed", "okc-2-online", "typo"]
     assert (out / "sweep.png").stat().st_size > 0 and "matches no site" in (out / "sweep.md").read_text()
@@ -131,7 +131,7 @@ def test_sweep_cli(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     rows = {r["scenario"]: r for r in json.loads(result.output)}
     assert rows["hel-off"]["status"] == "ok" and rows["hel-off"]["site_mw_used"]["hel-1"] == 0.0
-    assert rows["typo"]["status"] == "error"
+    assert rows["typo"]["status"] == "error: input"
     scenarios.write_text('[[scenario]]\nname = "x"\nsites = [{ match = "*", grid_mw_scael = 1 }]\n')
     result = runner.invoke(app, ["sweep", str(ROOT / "configs" / "demo.toml"), "--scenarios", str(scenarios)])
     assert result.exit_code == 2 and "grid_mw_scael" in result.output

@@ -19,10 +19,10 @@ from rich.table import Table
 
 from placement.cli.common import (AddressOpt, BackendOpt, ConfigArg, ExecutorOpt, JsonOpt, PairsOpt, QuietOpt,
                                   DeterministicOpt, SeedOpt, SolverOpt, TimeLimitOpt, WorkersOpt, load_inputs, out,
-                                  reported_errors, solve_options)
+                                  EXIT_BUG, reported_errors, solve_options)
 from placement.core.executors import make_executor
 from placement.errors import InputError
-from placement.sweep.run import run_sweep, table_rows
+from placement.sweep.run import ERROR_INPUT, ERROR_INTERNAL, run_sweep, table_rows
 from placement.sweep.scenarios import load_scenarios
 
 
@@ -70,7 +70,9 @@ def sweep(
         print(json.dumps(rows, indent=2, default=str))
     elif not quiet:
         _print(rows, out_dir)
-    if any(r["status"] == "error" for r in rows):
+    if any(r["status"] == ERROR_INTERNAL for r in rows):
+        raise typer.Exit(EXIT_BUG)
+    if any(r["status"] == ERROR_INPUT for r in rows):
         raise typer.Exit(1)
 
 

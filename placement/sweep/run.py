@@ -63,6 +63,11 @@ class SweepInputs:
     out: Path
 
 
+# A scenario's status when it did not solve: its edits or inputs do not hold together, or a bug.
+ERROR_INPUT = "error: input"
+ERROR_INTERNAL = "error: internal"
+
+
 def fingerprint(inputs_sha256: str, scenario: Scenario, options: SolveOptions) -> str:
     """What a finished scenario's result depends on: base inputs, its edits, the options, the version."""
     h = hashlib.sha256(f"{inputs_sha256}\0{package_version()}".encode())
@@ -104,12 +109,12 @@ def solve_scenario(inputs: SweepInputs, scenario: Scenario) -> dict[str, Any]:
         options = inputs.options.model_copy(update={"threads": numba.get_num_threads()})
         plan = solve(portfolio, jobs, pairs, options, problem=problem)
     except ScenarioError as exc:
-        row.update(status="error", error=f"bad override: {exc}")
+        row.update(status=ERROR_INPUT, error=f"bad override: {exc}")
     except InputError as exc:  # the edited inputs do not hold together (a grid below its reserve, say)
-        row.update(status="error", error=f"input: {exc}")
+        row.update(status=ERROR_INPUT, error=f"input: {exc}")
     except Exception as exc:  # noqa: BLE001 - one scenario's failure must not stop the sweep
         log.exception("scenario %s failed with an internal error (a bug)", scenario.name)
-        row.update(status="error", error=f"internal (a bug): {type(exc).__name__}: {str(exc)[:500]}")
+        row.update(status=ERROR_INTERNAL, error=f"internal (a bug): {type(exc).__name__}: {str(exc)[:500]}")
     else:
         where = scenario_dir(inputs.out, scenario.name)
         plan.write(where / "plan.parquet")
