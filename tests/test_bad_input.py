@@ -176,6 +176,12 @@ CASES = [
     Case("plan: a site not in the config", "plan",
          {"plan.csv": PLAN.replace("j1,placed,a,", "j1,placed,zz,")}, ("zz",), commands=("replan",)),
     Case("plan: truncated Parquet", "plan", {"plan.parquet": b"PAR1junk"}, ("cannot read parquet",)),
+    Case("plan: a running plan that validate rejects (a job placed twice)", "plan",
+         {"plan.csv": PLAN.replace("j2,unplaced,,,,", "j2,placed,a,H100,1,8\nj2,placed,b,H100,1,8")},
+         ("breaks a hard constraint", "j2"), commands=("replan",)),
+    Case("plan: a running plan that validate rejects (a gang with 9 replicas)", "plan",
+         {"plan.csv": PLAN.replace("j1,placed,a,H100,1,8", "j1,placed,a,H100,9,72")},
+         ("breaks a hard constraint", "j1"), commands=("replan",)),
     # --- events
     Case("event: a unit in the number", "event", {}, ("300MW",), args=("--event", "curtail site=a grid_mw=300MW"),
          file="event '"),

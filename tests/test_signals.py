@@ -21,6 +21,7 @@ from placement.io.tables import read_jobs
 from placement.validate.validator import validate_plan
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _instance(tmp_path: Path) -> tuple[Path, Path]:
@@ -82,3 +83,37 @@ def test_sigkill_never_leaves_a_partial_output(tmp_path: Path) -> None:
         if (out / "summary.json").exists():
             assert json.loads((out / "summary.json").read_text())["jobs_total"] == 3000
         os.sync()
+
+
+def _sweep(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "placement.cli.main", "sweep", str(ROOT / "configs" / "demo.toml"),
+            "--scenarios", str(ROOT / "configs" / "scenarios" / "demo.toml"), "--out", str(out),
+            "--workers", "1", "--time-limit", "1", "--backend", "cpu", "--quiet", *extra]
+
+
+def test_sweep_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """A sweep killed (with its workers) at seeded moments, then resumed, has every scenario
+    exactly once; those finished before the kill are resumed as they were, not solved again."""
+    rng = np.random.default_rng(11)
+    out = tmp_path / "sweep"
+    full = subprocess.run(_sweep(tmp_path / "reference"), capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    expected = sorted(pq.read_table(tmp_path / "reference" / "sweep.parquet").column("scenario").to_pylist())
+    for delay in rng.uniform(3.0, 9.0, size=2):
+        proc = subprocess.Popen(_sweep(out, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # the process pool's workers die with it
+        proc.wait(timeout=60)
+    finished = {p.parent.name: json.loads(p.read_text()) for p in (out / "scenarios").glob("*/row.json")}
+    done = subprocess.run(_sweep(out, "--resume"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(out / "sweep.parquet").to_pylist()
+    assert sorted(r["scenario"] for r in rows) == expected  # each once: none lost, none twice
+    for r in rows:
+        was = finished.get(r["scenario"])
+        assert r["resumed"] == (was is not None)
+        if was is not None:
+            assert r["objective_usd_per_hour"] == was["objective_usd_per_hour"]
+        if r["status"] == "ok":
+            assert pq.read_table(out / "scenarios" / r["scenario"] / "plan.parquet").num_rows > 0

@@ -239,7 +239,7 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     opts = options if isinstance(options, ReplanOptions) else replan_options(portfolio, options)
     parsed = parse_events(events, portfolio)
     after = apply_events(portfolio, parsed)
-    plan_rows = _read_current_plan(current_plan, after)
+    plan_rows = _read_current_plan(current_plan, portfolio, after, jobs, pairs)
     cur = current_state(after, jobs, plan_rows)
     table = solve_jobs(after, jobs, cur, plan_rows is not None, opts)
     internal = opts.solve_options()
@@ -268,15 +268,29 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
                       options=internal, current=now)
 
 
-def _read_current_plan(current_plan: pa.Table | str | Path | None, portfolio: Portfolio) -> PlanRows | None:
-    """The placed rows of the plan running now (a table or a path to one), checked; None without one."""
+# What the plan running now cannot break, before the events: it runs, so what it places fits.
+# Eligibility and job fields may have changed since it was made (catching up is what a re-plan
+# is for), and jobs may have come and gone, so those checks do not apply to it.
+CURRENT_PLAN_CHECKS = frozenset({"duplicate_job", "training_split", "training_replicas", "gpus", "power"})
+
+
+def _read_current_plan(current_plan: pa.Table | str | Path | None, before: Portfolio, after: Portfolio,
+                       jobs: pa.Table, pairs: pa.Table | None) -> PlanRows | None:
+    """The placed rows of the plan running now (a table or a path to one), checked against the
+    portfolio ``before`` the events (``CURRENT_PLAN_CHECKS``) and read in the one ``after``
+    them; None without a plan."""
     if current_plan is None:
         return None
     source = "current plan"
     if isinstance(current_plan, str | Path):
         source = str(current_plan)
         current_plan = read_plan_table(current_plan)
-    return read_plan_rows(current_plan, portfolio, source)
+    rows = read_plan_rows(current_plan, after, source)
+    broken = [v for v in validate_plan(before, jobs, current_plan, pairs) if v.kind in CURRENT_PLAN_CHECKS]
+    if broken:
+        raise InputError(source, [(v.kind, f"the plan running now breaks a hard constraint before any "
+                                           f"event: {v.message}") for v in broken[:20]])
+    return rows
 
 
 def _replan_problem(portfolio: Portfolio, table: pa.Table, pairs: pa.Table | None, internal: SolveOptions,
