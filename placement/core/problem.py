@@ -440,15 +440,26 @@ def with_current(problem: Problem, job: np.ndarray, pool: np.ndarray, units: np.
         pool = np.concatenate([pool, P.job_current_pool[home_only]])
         units = np.concatenate([units, P.job_units[home_only]])
     csr = _current_csr(P.n_jobs, job, pool, units)
-    home = np.full(P.n_jobs, -1, np.int64)
     ptr, cp, cu = csr["current_ptr"], csr["current_pool"], csr["current_units"]
-    if len(cp):
-        row_job = np.repeat(np.arange(P.n_jobs), np.diff(ptr))
-        order = np.lexsort((cp, -cu, row_job))
-        first = np.ones(len(order), bool)
-        first[1:] = row_job[order][1:] != row_job[order][:-1]
-        home[row_job[order][first]] = cp[order][first]
+    row = largest_rows(np.repeat(np.arange(P.n_jobs), np.diff(ptr)), cu, cp, P.n_jobs)
+    home = np.where(row >= 0, cp[np.maximum(row, 0)] if len(cp) else -1, -1)
     return dataclasses.replace(P, job_current_pool=home, **csr)
+
+
+def largest_rows(job: np.ndarray, units: np.ndarray, tie: np.ndarray, n_jobs: int) -> np.ndarray:
+    """Per job, the index of its row with the most units (ties to the lowest ``tie``); -1 if none.
+
+    A job running on several rows (a multi-site service) is *at* this row: its home, and the
+    site and type a jobs table names as its current ones.
+    """
+    out = np.full(n_jobs, -1, np.int64)
+    if len(job) == 0:
+        return out
+    order = np.lexsort((tie, -np.asarray(units), job))
+    first = np.ones(len(order), bool)
+    first[1:] = job[order][1:] != job[order][:-1]
+    out[job[order][first]] = order[first]
+    return out
 
 
 class _PoolView:

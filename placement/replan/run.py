@@ -62,7 +62,7 @@ import pyarrow.compute as pc
 
 from placement.core import clock
 from placement.core.objective import unit_terms
-from placement.core.problem import UNLIMITED, Problem, compile_problem, subproblem, with_current
+from placement.core.problem import UNLIMITED, Problem, compile_problem, largest_rows, subproblem, with_current
 from placement.core.solution import Reason, Solution, tier_objectives, usage
 from placement.current_plan import PlanRows, read_plan_rows
 from placement.errors import InputError, InvalidPlanError, did_you_mean
@@ -120,25 +120,13 @@ log = logging.getLogger(__name__)
 # --- the current placement ------------------------------------------------------------------
 
 
-def _primary(cur: CurrentState, n: int) -> np.ndarray:
-    """Row index of each job's largest current row (-1 if it does not run); ties to the first."""
-    out = np.full(n, -1, np.int64)
-    if len(cur.job) == 0:
-        return out
-    order = np.lexsort((cur.gpu_type, cur.site, -cur.units, cur.job))
-    first = np.ones(len(order), bool)
-    first[1:] = cur.job[order][1:] != cur.job[order][:-1]
-    out[cur.job[order][first]] = order[first]
-    return out
-
-
 def solve_jobs(portfolio: Portfolio, jobs: pa.Table, cur: CurrentState, listed_in_plan: bool,
                options: ReplanOptions) -> pa.Table:
     """The jobs table the re-plan solves: current placement and move costs filled in, re-validated."""
     n = jobs.num_rows
     site_ids = [s.id for s in portfolio.sites]
     types = list(portfolio.gpu_types)
-    first = _primary(cur, n)
+    first = largest_rows(cur.job, cur.units, cur.site * len(types) + cur.gpu_type, n)
     runs = first >= 0
     cs = np.asarray(text_values(jobs, "current_site"), object)
     ct = np.asarray(text_values(jobs, "current_gpu_type"), object)
