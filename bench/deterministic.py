@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import socket
@@ -34,6 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bench.report import save_result
 from placement import solve
 from placement.generate.families import generate
 from placement.generate.tight import generate_tight
@@ -147,11 +147,7 @@ def main() -> None:
               "python": platform.python_version(), "backend": a.backend, "time_limit_s": a.time_limit,
               "repeat": a.repeat, "rows": rows}
     stem = f"deterministic_{datetime.now():%Y-%m-%dT%H%M%S}_{socket.gethostname()}_{a.backend}"
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    (a.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {a.out / stem}.json and .md")
+    save_result(result, markdown(result), a.out, stem)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ warm wall / cold wall. Writes ``replan_<date>_<host>_<backend>.json`` and ``.md`
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import socket
 import time
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bench.report import save_result
 from placement import solve
 from placement.io.config import portfolio_from_dict
 from placement.generate.families import generate
@@ -190,11 +190,7 @@ def main() -> None:
     a = ap.parse_args()
     result = run(a.jobs, a.sites, a.arrivals, a.time_limit, a.warm_time_limit, a.backend, a.seed, a.threads)
     stem = f"replan_{datetime.now():%Y-%m-%d}_{socket.gethostname()}_{a.backend}_{a.jobs}x{a.sites}"
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    (a.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {a.out / stem}.json and .md")
+    save_result(result, markdown(result), a.out, stem)
 
 
 if __name__ == "__main__":

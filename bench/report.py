@@ -44,6 +44,16 @@ def write(doc: dict[str, Any], out: Path, stem: str, plots: bool) -> dict[str, s
     return paths
 
 
+def save_result(result: dict[str, Any], markdown_text: str, out: Path, stem: str) -> None:
+    """Write one bench's ``result`` as ``out/stem.json`` and its table as ``out/stem.md``, print
+    the table and where both went."""
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic(out / f"{stem}.json", json.dumps(jsonable(result), indent=2) + "\n")
+    _atomic(out / f"{stem}.md", markdown_text)
+    print(markdown_text)
+    print(f"wrote {out / stem}.json and .md")
+
+
 def _atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -18,7 +18,6 @@ Writes ``sweep_<date>_<host>_<size>.json`` and ``.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import socket
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 from bench.instances import SIZES, instance, load, parse_sizes
 from bench.runner import cpu_model
+from bench.report import save_result
 from placement.core.executors import make_executor
 from placement.model.portfolio import Portfolio, SolveOptions
 from placement.plan import package_version
@@ -150,11 +150,7 @@ def main() -> None:
     result = run(a.size, a.family, a.time_limit, [int(w) for w in a.workers.split(",")],
                  [e.strip() for e in a.executors.split(",")], a.seed, a.backend)
     stem = f"sweep_{datetime.now():%Y-%m-%d}_{socket.gethostname()}_{result['size']}"
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (a.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {a.out / stem}.json and .md")
+    save_result(result, markdown(result), a.out, stem)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from placement.core.problem import Problem
 from placement.core.solution import Solution
 from placement.kernels import Kernels
 from placement.solvers.lp import LpResult, lp_bound
-from placement.solvers.stages import Incumbent
+from placement.solvers.stages import Incumbent, attach_lp
 
 log = logging.getLogger("placement")
 
@@ -109,17 +109,7 @@ class LockstepLp:
         """Give the incumbent the LP's bound and duals as of now (or ``result``); record why it
         stopped early."""
         lp = result if result is not None else self.latest
-        notes = [r for r in (self.failed, lp.stopped if lp is not None else "") if r]
-        if notes:
-            inc.best.stats = {**inc.best.stats, "fallbacks": [*inc.best.stats.get("fallbacks", []),
-                                                              *({"stage": "lp", "reason": r} for r in notes)]}
-        if lp is None:
-            return
-        inc.tighten(lp.bound)
-        inc.best.site_price_usd_per_mwh = lp.site_price
-        inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
-        inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
-                          "lp_columns": lp.columns}
+        attach_lp(inc, lp, self.failed)
 
     def collect(self, inc: Incumbent, deadline: float | None) -> None:
         """The run's end: wait for the LP to end by its budget (``deadline`` None: stop it now),

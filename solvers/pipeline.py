@@ -34,6 +34,7 @@ from placement.solvers.repair import repair
 from placement.solvers.stages import (
     Incumbent,
     Progress,
+    attach_lp,
     construct_stage,
     exact_stage,
     fill_stage,
@@ -385,14 +386,4 @@ class _BackgroundLp:
     def attach(self, inc: Incumbent) -> None:
         """Give the incumbent the LP's best bound and duals so far; record why it stopped early."""
         lp = self.latest
-        notes = [r for r in (self.failed, lp.stopped if lp is not None else "") if r]
-        if notes:
-            inc.best.stats = {**inc.best.stats, "fallbacks": [*inc.best.stats.get("fallbacks", []),
-                                                              *({"stage": "lp", "reason": r} for r in notes)]}
-        if lp is None:
-            return
-        inc.tighten(lp.bound)
-        inc.best.site_price_usd_per_mwh = lp.site_price
-        inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
-        inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
-                          "lp_columns": lp.columns}
+        attach_lp(inc, lp, self.failed)

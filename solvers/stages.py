@@ -170,3 +170,19 @@ def re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:
     """Judge unplaced jobs against the whole problem (stages saw sub-problems)."""
     judge = np.flatnonzero((sol.reason != Reason.PLACED) & ~np.isin(sol.reason, SOLVER_REASONS))
     sol.reason[judge] = explain_unplaced(P, kernels, judge)
+
+
+def attach_lp(inc: Incumbent, lp, failed: str = "") -> None:
+    """Give the incumbent an LP result's bound and duals (the shadow prices); record in
+    ``stats.fallbacks`` why the LP failed (``failed``) or stopped early."""
+    notes = [r for r in (failed, lp.stopped if lp is not None else "") if r]
+    if notes:
+        inc.best.stats = {**inc.best.stats, "fallbacks": [*inc.best.stats.get("fallbacks", []),
+                                                          *({"stage": "lp", "reason": r} for r in notes)]}
+    if lp is None:
+        return
+    inc.tighten(lp.bound)
+    inc.best.site_price_usd_per_mwh = lp.site_price
+    inc.best.pool_price_usd_per_gpu_hour = lp.pool_price
+    inc.best.stats = {**inc.best.stats, "lp_rounds": lp.rounds, "lp_converged": lp.converged,
+                      "lp_columns": lp.columns}
