@@ -118,7 +118,7 @@ def solve_cpsat(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
               if on_progress is not None and total_net is not None and st.tier is not None else None)
         status = solver.solve(m, cb)
         clock.tick(solver.response_proto.deterministic_time / CPSAT_DETERMINISTIC_PER_S)
-        clock.warn_if_wall_bound("CP-SAT", solver.wall_time, solver.parameters.max_time_in_seconds)
+        clock.check_wall_net("CP-SAT", solver.wall_time >= 0.99 * solver.parameters.max_time_in_seconds)
         rec = {"stage": st.label, "tier": st.tier, "status": solver.status_name(status),
                "wall_time": solver.wall_time, "engine": "cpsat"}
         run.records.append(rec)

@@ -26,13 +26,17 @@ Progress = Callable[[float, float], None]
 RELATIVE_GAP = 1e-6
 
 
-def new_highs(threads: int | None = None) -> highspy.Highs:
-    """A silent HiGHS instance."""
+def new_highs() -> highspy.Highs:
+    """A silent HiGHS instance.
+
+    Never with a ``threads`` option: HiGHS sizes one scheduler per process, the first time it
+    runs, and any later instance asking for another count fails with no solution (measured on
+    highspy 1.16: threads 1, then 2, gives status "Not Set"). A tier LP with N-1 threads beside
+    the background LP's 1, or a second solve with other options, did exactly that.
+    """
     with quiet_stdout():
         h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    if threads:
-        h.setOptionValue("threads", int(threads))
     return h
 
 
@@ -90,7 +94,7 @@ def solve_highs(im: IntModel, options: SolveOptions, deadline: float, hint: np.n
     if not im.stages:
         run.values, run.bound = np.zeros(im.n_cols, np.int64), 0.0
         return run
-    h = new_highs(options.threads)
+    h = new_highs()
     h.setOptionValue("random_seed", int(options.seed) % 2_147_483_647)
     h.setOptionValue("mip_rel_gap", RELATIVE_GAP)
     _load(h, im)
@@ -155,6 +159,7 @@ def _run_stage(h: highspy.Highs, im: IntModel, st) -> tuple:
         h.run()
         status, info = h.getModelStatus(), h.getInfo()
         clock.tick(max(info.mip_node_count, 0) / _nodes_per_s(im))
+        clock.check_wall_net("HiGHS", status == highspy.HighsModelStatus.kTimeLimit)
         if status == highspy.HighsModelStatus.kInfeasible:
             return status, info, None
         if info.primal_solution_status != highspy.kSolutionStatusFeasible:
@@ -181,8 +186,7 @@ def _subscribe(h: highspy.Highs, im: IntModel, fn: Progress, total_net: np.ndarr
     h.cbMipImprovingSolution.subscribe(improving)
 
 
-def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float,
-                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(column values, row duals) of the LP relaxation of ``im`` maximising ``cost · x``;
     None if unsolved in time.
 
@@ -193,7 +197,7 @@ def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float,
     left = deadline - clock.now()
     if left <= 0:
         return None
-    h = new_highs(threads)
+    h = new_highs()
     _load(h, im)
     everything = np.arange(im.n_cols, dtype=np.int32)
     h.changeColsIntegrality(im.n_cols, everything, np.full(im.n_cols, highspy.HighsVarType.kContinuous))
@@ -205,6 +209,7 @@ def solve_relaxation(im: IntModel, cost: np.ndarray, deadline: float,
         h.setOptionValue("ipm_iteration_limit", max(int(left * IPM_WORK_PER_S / max(len(im.a_col), 1)), 1))
     h.run()
     clock.tick(max(h.getInfo().ipm_iteration_count, 0) * max(len(im.a_col), 1) / IPM_WORK_PER_S)
+    clock.check_wall_net("HiGHS interior point", h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     sol = h.getSolution()

@@ -58,7 +58,7 @@ class LockstepLp:
     def _run(self, P: Problem, kernels: Kernels, deadline: float, solve, lp_options: dict) -> None:
         try:
             with clock.work_clock(work=self._lp):
-                self._publish(solve(P, kernels, incumbent=self._plans[0][1], deadline=deadline, threads=1,
+                self._publish(solve(P, kernels, incumbent=self._plans[0][1], deadline=deadline,
                                     latest_incumbent=self._plan_as_of_now, on_round=self._publish, **lp_options))
         except self._Stop:
             pass
@@ -123,6 +123,9 @@ class LockstepLp:
         with self._cond:
             final = _best(r for _, r in self._results)
         self.attach(inc, final)
+        if self._lp.fallbacks:  # the LP's engine stopped on its wall-clock safety net
+            inc.best.stats = {**inc.best.stats,
+                              "fallbacks": [*inc.best.stats.get("fallbacks", []), *self._lp.fallbacks]}
 
 
 def _best(results) -> LpResult | None:

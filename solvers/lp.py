@@ -57,15 +57,13 @@ class LpResult:
 class _Master:
     """The restricted master LP: rows for jobs, pools, sites and the migration budget."""
 
-    def __init__(self, P: Problem, jobs: np.ndarray, threads: int, tier_floor: TierFloor | None):
+    def __init__(self, P: Problem, jobs: np.ndarray, tier_floor: TierFloor | None):
         import highspy  # noqa: PLC0415
 
         self.P, self.hs = P, highspy
         with quiet_stdout():
             self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
-        if threads:
-            self.h.setOptionValue("threads", int(threads))
         inf = highspy.kHighsInf
         self.job_row = np.full(P.n_jobs, -1, np.int64)
         self.job_row[jobs] = np.arange(len(jobs))
@@ -177,6 +175,7 @@ class _Master:
         self.h.run()
         clock.tick(max(self.h.getInfo().simplex_iteration_count, 0) / self._iterations_per_s())
         status = self.h.getModelStatus()
+        clock.check_wall_net("LP master", status == self.hs.HighsModelStatus.kTimeLimit)
         if status != self.hs.HighsModelStatus.kOptimal:
             raise RuntimeError(f"LP master not optimal: {self.h.modelStatusToString(status)}")
         objective = float(self.h.getInfo().objective_function_value)
@@ -204,7 +203,7 @@ def _price(P: Problem, kernels: Kernels, jobs: np.ndarray, lam: np.ndarray, mu: 
 
 
 def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None = None,
-             deadline: float | None = None, max_rounds: int = 50, threads: int = 0,
+             deadline: float | None = None, max_rounds: int = 50,
              latest_incumbent: Callable[[], Solution] | None = None,
              on_round: Callable[[LpResult], None] | None = None,
              initial_columns: int = INITIAL_COLUMNS_PER_JOB, aggregate_width: float | None = None) -> LpResult:
@@ -242,7 +241,7 @@ def lp_bound(problem: Problem, kernels: Kernels, *, incumbent: Solution | None =
         j = plan.row_job.astype(np.int64)
         return (buckets.of_job[j] if buckets else j), plan.row_pool.astype(np.int64)
 
-    master = _Master(MP, mjobs, threads, floor)
+    master = _Master(MP, mjobs, floor)
     pools, _ = MK.topk(mjobs, MP.pool_gpus, MP.site_cap_mw, zero_s, zero_p, initial_columns)
     owner = np.repeat(mjobs, pools.shape[1])
     flat = pools.reshape(-1)

@@ -204,6 +204,8 @@ def _run(problem: Problem, options: SolveOptions, kernels: Kernels, on_progress:
                   "seconds_solve": time.monotonic() - wall_start}
     if options.deterministic:
         best.stats["work_units"] = round(clock.now() - start, 6)
+    if taken := clock.take_fallbacks():
+        best.stats["fallbacks"] = [*best.stats.get("fallbacks", []), *taken]
     if run.failed:
         best.stats["fallbacks"] = [*best.stats.get("fallbacks", []), *run.failed]
     return best
@@ -291,7 +293,7 @@ def tiered_price_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc:
         chosen = plain
         if share > 0.05 and clock.now() < deadline:
             lp = lp_bound(sub, sub_kernels, incumbent=plain, deadline=clock.now() + share * 0.8,
-                          threads=options.threads, aggregate_width=_bucket_width(sub))
+                          aggregate_width=_bucket_width(sub))
             priced = solve_greedy(sub, options, sub_kernels, deadline=deadline,
                                   site_price=lp.site_price, pool_price=lp.pool_price)
             auction = solve_auction(sub, options, sub_kernels, deadline=deadline, site_price=lp.site_price,
@@ -343,7 +345,7 @@ class _BackgroundLp:
                 if floor is not None and top <= floor:
                     continue
                 floor, self.busy = top, True
-                self._publish(lp_bound(P, kernels, incumbent=plan, deadline=deadline, threads=1,
+                self._publish(lp_bound(P, kernels, incumbent=plan, deadline=deadline,
                                        latest_incumbent=lambda: inc.best, on_round=self._publish,
                                        initial_columns=LP_INITIAL_COLUMNS, aggregate_width=_bucket_width(P)))
                 self.busy = False

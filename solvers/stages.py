@@ -123,7 +123,7 @@ def relaxation_stage(P: Problem, options: SolveOptions, kernels: Kernels, inc: I
     im = build_int_model(P, cand, required_hard=True)
     cost = np.zeros(im.n_cols)
     cost[: im.n_cand] = cand.net
-    lp = solve_relaxation(im, cost, deadline, options.threads)
+    lp = solve_relaxation(im, cost, deadline)
     if lp is None:
         return None
     x, duals = lp

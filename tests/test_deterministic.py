@@ -21,6 +21,7 @@ from placement.model.jobs import validate_jobs, validate_pairs
 from placement.model.portfolio import SolveOptions
 from placement.replan.run import ReplanOptions, replan
 from placement.solvers import pipeline
+from placement.solvers.exact import solve_exact
 
 runner = CliRunner()
 
@@ -129,3 +130,26 @@ def test_work_clock_nests_and_the_wall_clock_ignores_ticks() -> None:
     with clock.work_clock(on=False):
         assert not clock.deterministic()
     assert clock.wall_limit_s(1.0) == 1.0
+
+
+def test_the_wall_clock_safety_net_is_recorded() -> None:
+    """An engine that stops on its wall-clock net in deterministic mode is a recorded fallback,
+    taken once; on the wall clock there is nothing to record."""
+    with clock.work_clock():
+        clock.check_wall_net("CP-SAT", False)
+        clock.check_wall_net("CP-SAT", True)
+        taken = clock.take_fallbacks()
+        assert [f["stage"] for f in taken] == ["CP-SAT"] and "safety net" in taken[0]["reason"]
+        assert clock.take_fallbacks() == []
+    clock.check_wall_net("CP-SAT", True)
+    assert clock.take_fallbacks() == []
+
+
+def test_a_deterministic_solve_leaves_highs_usable_at_other_thread_counts() -> None:
+    """HiGHS sizes one scheduler per process: a one-thread deterministic solve followed by a
+    two-thread HiGHS solve must still find a plan (it used to return none)."""
+    portfolio, jobs, pairs = CASES["tight"]()
+    solve(portfolio, jobs, pairs, _det())
+    problem = compile_problem(portfolio, jobs, pairs, _det())
+    exact = solve_exact(problem, SolveOptions(time_limit_s=5, seed=0, threads=2), engine="highs")
+    assert exact.status in ("optimal", "feasible") and exact.placed.all()

@@ -11,7 +11,8 @@ the input, the seed and the backend, never on load.
 
 Engines that take a wall-clock limit get ``wall_limit_s(units)``: the units themselves by
 default, and in deterministic mode a generous safety net (``WALL_SAFETY``) that only a far
-slower machine than the reference reaches; their work limits are what binds.
+slower machine than the reference reaches; their work limits are what binds. A run that reaches
+the net says so (``check_wall_net``, collected in ``Work.fallbacks``).
 """
 
 from __future__ import annotations
@@ -33,16 +34,18 @@ IPM_WORK_PER_S = 2.0e7  # interior-point iterations x matrix nonzeros
 CPSAT_DETERMINISTIC_PER_S = 0.7  # CP-SAT's own deterministic time (its unit is about 1.4 s here)
 # In deterministic mode, engines still get a wall-clock limit this many times their budget (plus
 # a few seconds), so that no input can hang the process; reaching it breaks the guarantee and
-# is logged at WARNING.
+# is logged at WARNING and recorded in the summary's ``stats.fallbacks``.
 WALL_SAFETY = 20.0
 WALL_SAFETY_S = 5.0
 
 
 class Work:
-    """Units of work done so far on one work clock (read from any thread: a float is atomic)."""
+    """Units of work done so far on one work clock (read from any thread: a float is atomic),
+    and the fallbacks seen on it (``stats.fallbacks`` entries)."""
 
     def __init__(self, units: float = 0.0) -> None:
         self.units = units
+        self.fallbacks: list[dict[str, str]] = []
 
 
 _WORK: ContextVar[Work | None] = ContextVar("placement_work_clock", default=None)
@@ -78,17 +81,31 @@ def wall_limit_s(units: float) -> float:
     return max(units, 0.0) * WALL_SAFETY + WALL_SAFETY_S
 
 
-def warn_if_wall_bound(engine: str, wall_s: float, limit_s: float) -> None:
-    """Log that a deterministic run's engine stopped on its wall-clock safety net, not its work
-    limit: that plan may differ from the same run on a faster or idle machine."""
-    if deterministic() and wall_s >= 0.99 * limit_s:
-        log.warning("%s reached its wall-clock safety net (%.1f s) before its work limit: this "
-                    "deterministic run may not repeat exactly", engine, limit_s)
+def check_wall_net(engine: str, reached: bool) -> None:
+    """In deterministic mode, log and record that ``engine`` stopped on its wall-clock safety net
+    (``reached``), not its work limit: that plan may differ from the same run on a faster or idle
+    machine."""
+    work = _WORK.get()
+    if work is not None and reached:
+        reason = (f"{engine} reached its wall-clock safety net before its work limit: "
+                  "this deterministic run may not repeat exactly")
+        log.warning("%s", reason)
+        work.fallbacks.append({"stage": engine, "reason": reason})
 
 
 def current() -> Work | None:
     """This thread's work clock (None on the wall clock), e.g. for another thread to read."""
     return _WORK.get()
+
+
+def take_fallbacks() -> list[dict[str, str]]:
+    """The fallbacks recorded on this thread's work clock since the last call (none on the wall
+    clock), for the summary's ``stats.fallbacks``."""
+    work = _WORK.get()
+    if work is None:
+        return []
+    taken, work.fallbacks = work.fallbacks, []
+    return taken
 
 
 @contextlib.contextmanager

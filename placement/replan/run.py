@@ -242,6 +242,8 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     with clock.work_clock(opts.deterministic):
         solution, report = _solve_from_current(problem, kernels, engine_options(internal), current, opts, new,
                                                warm_start=warm_start, on_progress=on_progress)
+        if taken := clock.take_fallbacks():
+            solution.stats = {**solution.stats, "fallbacks": [*solution.stats.get("fallbacks", []), *taken]}
 
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=opts.seed,
                       input_sha256=input_digest(after, table, pairs))
@@ -364,7 +366,7 @@ def _react(P: Problem, kernels: Kernels, internal: SolveOptions, warm: Solution,
         result.stats = {**warm.stats, "stages": solved.stats.get("stages", []), "react_jobs": int(len(jobs))}
     result = replace(result, backend=kernels.name, solver="replan", status="feasible")
     bound_by = min(deadline, clock.now() + opts.time_limit_s * BOUND_SHARE)
-    lp = lp_bound(P, kernels, incumbent=result, deadline=bound_by, threads=internal.threads)
+    lp = lp_bound(P, kernels, incumbent=result, deadline=bound_by)
     result.bound = min(lp.bound, relaxed_bound(P, kernels))
     result.site_price_usd_per_mwh, result.pool_price_usd_per_gpu_hour = lp.site_price, lp.pool_price
     return result
