@@ -105,7 +105,7 @@ class SolveOptions(_Strict):
     time_limit_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30.0
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0  # every engine (CP-SAT, HiGHS, NumPy) accepts these
     backend: BackendName = "auto"
-    threads: Annotated[int, Field(ge=0)] = 0  # 0: all cores
+    threads: Annotated[int, Field(ge=0)] = 0  # CP-SAT workers; 0: all cores (HiGHS sizes its own, once per process)
     max_moves: Annotated[int, Field(ge=0)] | None = None
     max_migration_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     # The decomposed solver and sweeps: how many parts, on which executor, with how many workers.
