@@ -123,15 +123,9 @@ class LockstepLp:
         with self._cond:
             final = _best(r for _, r in self._results)
         self.attach(inc, final)
-        if self._lp.fallbacks:  # the LP's engine stopped on its wall-clock safety net
-            inc.best.stats = {**inc.best.stats,
-                              "fallbacks": [*inc.best.stats.get("fallbacks", []), *self._lp.fallbacks]}
+        inc.best.record_fallbacks(self._lp.fallbacks)  # its engine on the wall-clock safety net
 
 
 def _best(results) -> LpResult | None:
     """The result with the lowest bound (the first of equals: publication order is deterministic)."""
-    best = None
-    for r in results:
-        if best is None or r.bound < best.bound:
-            best = r
-    return best
+    return min(results, key=lambda r: r.bound, default=None)

@@ -146,9 +146,10 @@ def run_pipeline(problem: Problem, options: SolveOptions, kernels: Kernels,
     ``initial`` (e.g. the placement running now) warm-starts every stage: it is first repaired
     to the current capacities and rules (``solvers.repair``), then kept unless beaten. A stage
     that raises is dropped (``stats.fallbacks`` names it, with the error) and the run goes on.
-    ``options.deterministic``: the time limit is a work budget and every engine runs on one
-    thread, with the LP bound solved in turn rather than beside the other stages
-    (``placement.core.clock``): the same input, seed and backend give the same plan under any load.
+    ``options.deterministic``: the time limit is a work budget (``placement.core.clock``), every
+    engine runs on one thread, and the LP bound beside the other stages runs in lockstep with them
+    by work (``solvers.lockstep_lp``): the same input, seed and backend give the same plan under
+    any load.
     """
     if options.solver not in SOLVERS:
         raise ValueError(f"unknown solver '{options.solver}': expected one of {', '.join(SOLVERS)}")
@@ -204,10 +205,8 @@ def _run(problem: Problem, options: SolveOptions, kernels: Kernels, on_progress:
                   "seconds_solve": time.monotonic() - wall_start}
     if options.deterministic:
         best.stats["work_units"] = round(clock.now() - start, 6)
-    if taken := clock.take_fallbacks():
-        best.stats["fallbacks"] = [*best.stats.get("fallbacks", []), *taken]
-    if run.failed:
-        best.stats["fallbacks"] = [*best.stats.get("fallbacks", []), *run.failed]
+    best.record_fallbacks(clock.take_fallbacks())
+    best.record_fallbacks(run.failed)
     return best
 
 

@@ -175,10 +175,7 @@ def re_explain(P: Problem, kernels: Kernels, sol: Solution) -> None:
 def attach_lp(inc: Incumbent, lp, failed: str = "") -> None:
     """Give the incumbent an LP result's bound and duals (the shadow prices); record in
     ``stats.fallbacks`` why the LP failed (``failed``) or stopped early."""
-    notes = [r for r in (failed, lp.stopped if lp is not None else "") if r]
-    if notes:
-        inc.best.stats = {**inc.best.stats, "fallbacks": [*inc.best.stats.get("fallbacks", []),
-                                                          *({"stage": "lp", "reason": r} for r in notes)]}
+    inc.best.record_fallbacks({"stage": "lp", "reason": r} for r in (failed, lp.stopped if lp is not None else "") if r)
     if lp is None:
         return
     inc.tighten(lp.bound)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -46,6 +47,13 @@ class Solution:
     site_price_usd_per_mwh: np.ndarray | None = None
     pool_price_usd_per_gpu_hour: np.ndarray | None = None
     stats: dict = field(default_factory=dict)
+
+    def record_fallbacks(self, entries: Iterable[dict[str, str]]) -> None:
+        """Append ``stats.fallbacks`` entries ({stage, reason}); the stats dict is replaced,
+        never changed in place, since solutions may share one."""
+        entries = list(entries)
+        if entries:
+            self.stats = {**self.stats, "fallbacks": [*self.stats.get("fallbacks", []), *entries]}
 
     @classmethod
     def from_pool_units(cls, job_pool_units: dict[int, dict[int, int]], n_jobs: int,

@@ -113,6 +113,7 @@ from placement.solvers.repair import (
     true_moves,
 )
 from placement.solvers.stages import SOLVER_REASONS
+from placement.validate.checks import check_gpus, check_once, check_placed_rows, check_power
 from placement.validate.validator import validate_plan
 
 log = logging.getLogger(__name__)
@@ -242,8 +243,7 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
     with clock.work_clock(opts.deterministic):
         solution, report = _solve_from_current(problem, kernels, engine_options(internal), current, opts, new,
                                                warm_start=warm_start, on_progress=on_progress)
-        if taken := clock.take_fallbacks():
-            solution.stats = {**solution.stats, "fallbacks": [*solution.stats.get("fallbacks", []), *taken]}
+        solution.record_fallbacks(clock.take_fallbacks())
 
     plan = build_plan(problem, solution, seconds=time.monotonic() - start, seed=opts.seed,
                       input_sha256=input_digest(after, table, pairs))
@@ -260,8 +260,10 @@ def replan(portfolio: Portfolio, jobs: pa.Table, current_plan: pa.Table | str | 
 
 # What the plan running now cannot break, before the events: it runs, so what it places fits.
 # Eligibility and job fields may have changed since it was made (catching up is what a re-plan
-# is for), and jobs may have come and gone, so those checks do not apply to it.
+# is for), and jobs may have come and gone, so those checks do not apply to it. The checkers
+# that find these kinds run alone: the others (eligibility, spread, ...) would cost a re-plan time.
 CURRENT_PLAN_CHECKS = frozenset({"duplicate_job", "training_split", "training_replicas", "gpus", "power"})
+CURRENT_PLAN_CHECKERS = (check_once, check_placed_rows, check_gpus, check_power)
 
 
 def _read_current_plan(current_plan: pa.Table | str | Path | None, before: Portfolio, after: Portfolio,
@@ -276,7 +278,8 @@ def _read_current_plan(current_plan: pa.Table | str | Path | None, before: Portf
         source = str(current_plan)
         current_plan = read_plan_table(current_plan)
     rows = read_plan_rows(current_plan, after, source)
-    broken = [v for v in validate_plan(before, jobs, current_plan, pairs) if v.kind in CURRENT_PLAN_CHECKS]
+    broken = [v for v in validate_plan(before, jobs, current_plan, pairs, checks=CURRENT_PLAN_CHECKERS)
+              if v.kind in CURRENT_PLAN_CHECKS]
     if broken:
         raise InputError(source, [(v.kind, f"the plan running now breaks a hard constraint before any "
                                            f"event: {v.message}") for v in broken[:20]])
@@ -404,11 +407,10 @@ def _settled(P: Problem, current: Current, repaired: Solution, warm: Solution, r
         solution.pool_price_usd_per_gpu_hour = result.pool_price_usd_per_gpu_hour
         solution.backend = result.backend
         solution.stats = {**result.stats, **solution.stats}
-    if fallbacks:
-        solution.stats = {**solution.stats, "fallbacks": [*solution.stats.get("fallbacks", []), *fallbacks]}
-        if solution.status == "optimal" and (solution.row_job.size != result.row_job.size
-                                             or not np.array_equal(solution.row_pool, result.row_pool)):
-            solution.status = "feasible"
+    solution.record_fallbacks(fallbacks)
+    if fallbacks and solution.status == "optimal" and (solution.row_job.size != result.row_job.size
+                                                       or not np.array_equal(solution.row_pool, result.row_pool)):
+        solution.status = "feasible"
     return solution
 
 

@@ -14,18 +14,23 @@ Work is vectorised over plan rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 from placement.model.portfolio import Portfolio, SolveOptions
-from placement.validate.checks import CHECKS
+from placement.validate.checks import CHECKS, Checker
 from placement.validate.context import PLAN_COLUMNS, Violation, build_context
 
 __all__ = ["Violation", "validate_plan"]
 
 
 def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: pa.Table | None = None,
-                  options: SolveOptions | None = None, current: pa.Table | None = None) -> list[Violation]:
+                  options: SolveOptions | None = None, current: pa.Table | None = None,
+                  checks: Sequence[Checker] = CHECKS) -> list[Violation]:
     """Every hard-constraint violation of ``plan`` for these inputs; ``[]`` means valid.
+
+    ``checks``: the checkers to run (default all, ``CHECKS``), for a caller that needs only some.
 
     ``current``: the plan running now (a plan table); the migration budget counts moves against
     its rows. Without it, each job runs where the jobs table's ``current_site`` /
@@ -35,4 +40,4 @@ def validate_plan(portfolio: Portfolio, jobs: pa.Table, plan: pa.Table, pairs: p
     if missing:
         return [Violation("schema", None, None, f"the plan has no column(s) {', '.join(missing)}")]
     ctx = build_context(portfolio, jobs, plan, pairs, options or portfolio.solve, current)
-    return [v for check in CHECKS for v in check(ctx)]
+    return [v for check in checks for v in check(ctx)]
