@@ -16,8 +16,11 @@ Layout (struct of arrays):
   pinned job is held to. A unit is charged migration when it lands on a pool where the job had
   no units (one home: ``placement.core.objective``).
 
-Capacities (``site_cap_mw``, ``pool_gpus``) are one-period vectors; a build-out horizon adds a
-leading period axis to exactly these arrays.
+Capacities and site figures have a period axis in ``timeline`` (``placement.core.timeline``):
+``cap_mw[t, s]``, ``pool_gpus[t, p]``, ... and each job's start window. The flat vectors here
+(``site_cap_mw``, ``pool_gpus``, ``pool_kw_per_gpu``, the site prices) are its first period:
+without a horizon, or with one period, they are the whole problem, and the single-period solvers
+read only them. With more periods the horizon solvers read the timeline.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from placement.core.timeline import Timeline, compile_timeline
 from placement.model.jobs import parse_list, parse_type_spec
 from placement.model.portfolio import Portfolio, SolveOptions
 
@@ -111,6 +115,7 @@ class Problem:
     # migration budget
     max_moves: int  # UNLIMITED if none
     max_migration_usd: float  # inf if none
+    timeline: Timeline
     meta: dict = field(default_factory=dict)
 
     @property
@@ -124,6 +129,10 @@ class Problem:
     @property
     def n_pools(self) -> int:
         return len(self.pool_site)
+
+    @property
+    def n_periods(self) -> int:
+        return self.timeline.n_periods
 
     @property
     def site_usd_per_mwh(self) -> np.ndarray:
@@ -173,6 +182,9 @@ def compile_problem(
     site_index = {s.id: i for i, s in enumerate(sites)}
     region_index = {r: i for i, r in enumerate(sorted({s.region for s in sites}))}
     pools = _pools(portfolio, type_index)
+    timeline = compile_timeline(portfolio, jobs, pools.site, pools.type, type_names)
+    # Eligibility by size looks at a pool's largest inventory over the horizon (a delivery counts).
+    pools = dataclasses.replace(pools, gpus=timeline.pool_gpus.max(axis=0), kw=timeline.pool_kw_per_gpu[0])
     n = jobs.num_rows
     cols = _job_columns(jobs)
     current_pool = _current_pools(jobs, site_index, type_index, pools.index)
@@ -188,12 +200,15 @@ def compile_problem(
     return Problem(
         site_ids=[s.id for s in sites],
         site_region=np.array([region_index[s.region] for s in sites], np.int32),
-        **_site_figures(portfolio),
+        site_cap_mw=timeline.cap_mw[0].copy(),
+        site_pue=np.array([s.pue for s in sites]),
+        site_energy_usd_per_mwh=timeline.energy_usd_per_mwh[0].copy(),
+        site_carbon_usd_per_mwh=timeline.carbon_usd_per_mwh[0].copy(),
         site_max_gang=site_max_gang,
         type_names=type_names,
         pool_site=pools.site,
         pool_type=pools.type,
-        pool_gpus=pools.gpus,
+        pool_gpus=timeline.pool_gpus[0].copy(),
         pool_kw_per_gpu=pools.kw,
         job_ids=jobs.column("id").to_numpy(zero_copy_only=False),
         job_kind=cols["kind"],
@@ -225,6 +240,7 @@ def compile_problem(
         **_current_csr(n, *_home_rows(current_pool, cols["units"])),
         max_moves=UNLIMITED if options.max_moves is None else int(options.max_moves),
         max_migration_usd=math.inf if options.max_migration_usd is None else float(options.max_migration_usd),
+        timeline=timeline,
         meta={"portfolio": portfolio.name},
     )
 
@@ -367,6 +383,8 @@ def same_structure(a: Portfolio, b: Portfolio) -> bool:
     eligibility or job terms and needs a fresh ``compile_problem``.
     """
     figures = {"grid_mw", "reserve_mw", "pue", "price_usd_per_mwh", "carbon_kg_per_mwh"}
+    if a.horizon is not None or b.horizon is not None:
+        return False  # per-period figures live in the timeline: recompile
     if a.model_dump(exclude={"sites", "solve"}) != b.model_dump(exclude={"sites", "solve"}) or len(a.sites) != len(b.sites):
         return False
     return all(x.model_dump(exclude=figures) == y.model_dump(exclude=figures) for x, y in zip(a.sites, b.sites))
@@ -377,7 +395,11 @@ def with_site_figures(problem: Problem, portfolio: Portfolio) -> Problem:
 
     What-if sweeps over curtailment, PUE or prices reuse one compiled problem this way.
     """
-    return dataclasses.replace(problem, **_site_figures(portfolio))
+    figures = _site_figures(portfolio)
+    timeline = dataclasses.replace(problem.timeline, cap_mw=figures["site_cap_mw"][None],
+                                   energy_usd_per_mwh=figures["site_energy_usd_per_mwh"][None],
+                                   carbon_usd_per_mwh=figures["site_carbon_usd_per_mwh"][None])
+    return dataclasses.replace(problem, **figures, timeline=timeline)
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
@@ -606,6 +628,9 @@ def subproblem(problem: Problem, jobs: np.ndarray, pool_gpus: np.ndarray, site_c
         current_units=P.current_units[current_idx],
         max_moves=P.max_moves if max_moves is None else int(max_moves),
         max_migration_usd=P.max_migration_usd if max_migration_usd is None else float(max_migration_usd),
+        timeline=dataclasses.replace(P.timeline, job_first_start=P.timeline.job_first_start[jobs],
+                                     job_last_start=P.timeline.job_last_start[jobs],
+                                     job_duration=P.timeline.job_duration[jobs]),
         meta={**P.meta, "parent_jobs": jobs},
     )
 

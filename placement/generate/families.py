@@ -51,7 +51,7 @@ import tomli_w
 from placement.generate.tight import TIGHT_FAMILIES, generate_tight
 from placement.io.config import gpu_catalog, load_config
 from placement.io.tables import atomic_write
-from placement.model.jobs import job_schema
+from placement.model.jobs import WINDOW_COLUMNS, job_schema
 from placement.model.portfolio import Portfolio
 
 SHAPED_FAMILIES = ("neocloud", "frontier", "inference", "power-bound", "gpu-bound")
@@ -266,7 +266,9 @@ def generate(family: str, n_jobs: int, n_sites: int, seed: int,
         "migration_cost_usd": pa.array(np.zeros(n_jobs)),
         "pinned": pa.array(np.zeros(n_jobs, bool)),
     }
-    table = pa.table(cols, schema=job_schema())
+    schema = job_schema()
+    cols.update({c: pa.nulls(n_jobs, schema.field(c).type) for c in WINDOW_COLUMNS})
+    table = pa.table(cols, schema=schema)
 
     if base is not None:
         return _base_config(base), table

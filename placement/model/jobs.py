@@ -59,6 +59,10 @@ JOB_COLUMNS: tuple[Column, ...] = (
     Column("current_gpu_type", pa.string(), None, False, "re-planning: the GPU type it runs on now"),
     Column("migration_cost_usd", pa.float64(), 0.0, False, "one-off cost of a move (per replica for inference)"),
     Column("pinned", pa.bool_(), False, False, "must stay at current_site / current_gpu_type"),
+    Column("earliest_period", pa.string(), None, False, "horizon: first period it may start; empty: the first"),
+    Column("latest_start_period", pa.string(), None, False, "horizon: last period it may start; empty: any that finishes"),
+    Column("duration_periods", pa.int64(), None, False, "horizon: consecutive periods it runs; empty: to the end"),
+    Column("start_period", pa.string(), None, False, "horizon, re-planning: the period it started (held there)"),
 )
 
 PAIR_COLUMNS: tuple[Column, ...] = (
@@ -245,8 +249,36 @@ def validate_jobs(table: pa.Table, portfolio: Portfolio, source: str, rows: str 
     _check_names(p, col["gpu_types"], "gpu_types", portfolio.gpu_types, spec=True)
     _check_names(p, col["current_site"], "current_site", {s.id for s in portfolio.sites})
     _check_names(p, col["current_gpu_type"], "current_gpu_type", portfolio.gpu_types)
+    _check_windows(p, col, portfolio)
     p.raise_if_any()
     return table
+
+
+WINDOW_COLUMNS = ("earliest_period", "latest_start_period", "duration_periods", "start_period")
+
+
+def _check_windows(p: _Problems, col: dict[str, pa.ChunkedArray], portfolio: Portfolio) -> None:
+    """Start windows name horizon periods, run 1 … T periods and open before they close."""
+    horizon = portfolio.horizon
+    if horizon is None:
+        for name in WINDOW_COLUMNS:
+            given = ~pc.is_null(col[name]).to_numpy(zero_copy_only=False)
+            p.check(given, name, col[name].to_numpy(zero_copy_only=False), "needs a [horizon] section in the config")
+        return
+    names = horizon.names
+    index = {n: i for i, n in enumerate(names)}
+    at = {}
+    for name in ("earliest_period", "latest_start_period", "start_period"):
+        values = col[name].to_numpy(zero_copy_only=False)
+        known = np.array([v is None or v in index for v in values], bool)
+        p.check(~known, name, values, f"is not a period of the horizon ({names[0]} … {names[-1]})")
+        at[name] = np.array([index.get(v, -1) if v is not None else -1 for v in values], np.int64)
+    dur = pc.fill_null(col["duration_periods"], 1).to_numpy()
+    p.check((dur < 1) | (dur > len(names)), "duration_periods", dur, f"must be in 1 … {len(names)} (the horizon's periods)")
+    first, last = at["earliest_period"], at["latest_start_period"]
+    late = (first >= 0) & (last >= 0) & (last < first)
+    p.check(late, "latest_start_period", col["latest_start_period"].to_numpy(zero_copy_only=False),
+            "is before earliest_period")
 
 
 def _check_ids(p: _Problems, column: pa.ChunkedArray, name: str) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from placement.errors import did_you_mean
+from placement.model.base import Strict
+from placement.model.horizon import Horizon
 
 Megawatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 KilowattsPerGpu = Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)]
@@ -24,11 +26,7 @@ SolverName = Literal["auto", "greedy", "exact", "price", "lns", "decomposed"]
 BackendName = Literal["auto", "cpu", "gpu", "reference"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GpuType(_Strict):
+class GpuType(Strict):
     """A GPU model with its all-in IT power per GPU (server/rack level, not chip TDP)."""
 
     name: str = Field(min_length=1)
@@ -39,14 +37,34 @@ class GpuType(_Strict):
     source: str = ""
 
 
-class Pool(_Strict):
-    """GPUs of one type at one site; ``kw_per_gpu`` overrides the catalog's figure there."""
+class PoolStep(Strict):
+    """A pool's figures from one period on (deliveries, decommissioning, a refresh)."""
 
-    gpus: Annotated[int, Field(ge=0)]
+    gpus: Annotated[int, Field(ge=0)] | None = None
     kw_per_gpu: KilowattsPerGpu | None = None
 
 
-class Site(_Strict):
+class Pool(Strict):
+    """GPUs of one type at one site; ``kw_per_gpu`` overrides the catalog's figure there.
+
+    ``schedule`` (with a ``[horizon]``): figures by period, each holding until the next key.
+    """
+
+    gpus: Annotated[int, Field(ge=0)]
+    kw_per_gpu: KilowattsPerGpu | None = None
+    schedule: dict[str, PoolStep] = Field(default_factory=dict)
+
+
+class SiteStep(Strict):
+    """A site's figures from one period on (a phase energised, a curtailment, a new tariff)."""
+
+    grid_mw: Megawatts | None = None
+    reserve_mw: Megawatts | None = None
+    price_usd_per_mwh: UsdPerMwh | None = None
+    carbon_kg_per_mwh: Annotated[float, Field(ge=0, le=2000, allow_inf_nan=False)] | None = None
+
+
+class Site(Strict):
     """A data-center site limited by its grid interconnect (facility side) and its GPU pools."""
 
     id: str = Field(min_length=1)
@@ -64,6 +82,10 @@ class Site(_Strict):
     cooling: list[Cooling] = Field(default_factory=lambda: ["air", "liquid"])
     tenants: list[str] | None = None
     online: bool = True
+    # With a [horizon]: the first period the site is powered (construction finished), and
+    # figures by period, each holding until the next key.
+    online_from: str | None = None
+    schedule: dict[str, SiteStep] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -90,7 +112,7 @@ class Site(_Strict):
         return 0.0 if region == self.region else None
 
 
-class ObjectiveSettings(_Strict):
+class ObjectiveSettings(Strict):
     """Prices that turn power and moves into dollars per hour."""
 
     carbon_usd_per_tonne: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
@@ -98,7 +120,7 @@ class ObjectiveSettings(_Strict):
     migration_horizon_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 24.0
 
 
-class SolveOptions(_Strict):
+class SolveOptions(Strict):
     """How to solve: solver, limits, seed, backend, the migration budget and the parallel executor."""
 
     solver: SolverName = "auto"
@@ -118,7 +140,7 @@ class SolveOptions(_Strict):
     deterministic: bool = False
 
 
-class Portfolio(_Strict):
+class Portfolio(Strict):
     """Sites, the GPU catalog they use, and the objective settings."""
 
     name: str = "portfolio"
@@ -127,6 +149,7 @@ class Portfolio(_Strict):
     sites: list[Site] = Field(min_length=1)
     objective: ObjectiveSettings = ObjectiveSettings()
     solve: SolveOptions = SolveOptions()
+    horizon: Horizon | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Portfolio:
@@ -141,6 +164,7 @@ class Portfolio(_Strict):
                         f"sites[{i}].pools: unknown GPU type '{gpu}'"
                         f"{did_you_mean(gpu, self.gpu_types)}"
                     )
+        _check_schedules(self)
         for key, gpu_type in self.gpu_types.items():
             if gpu_type.name != key:
                 raise ValueError(f"gpu_types.{key}.name is '{gpu_type.name}', expected '{key}'")
@@ -154,7 +178,43 @@ class Portfolio(_Strict):
         raise KeyError(site_id)
 
 
-class _JobBase(_Strict):
+def _check_schedules(portfolio: Portfolio) -> None:
+    """Schedule keys and ``online_from`` name horizon periods, keys in horizon order; each
+    period's reserve stays within its grid. Without a horizon there may be none."""
+    horizon = portfolio.horizon
+    for i, site in enumerate(portfolio.sites):
+        keyed = [(f"sites[{i}].schedule", site.schedule)]
+        keyed += [(f"sites[{i}].pools.{t}.schedule", pool.schedule) for t, pool in site.pools.items()]
+        if horizon is None:
+            for where, sched in keyed:
+                if sched:
+                    raise ValueError(f"{where}: a schedule needs a [horizon] section")
+            if site.online_from is not None:
+                raise ValueError(f"sites[{i}].online_from: needs a [horizon] section, got '{site.online_from}'")
+            continue
+        if site.online_from is not None and not horizon.after_end(site.online_from):
+            try:
+                horizon.index(site.online_from)
+            except ValueError as exc:
+                raise ValueError(f"sites[{i}].online_from: {exc}") from None
+        for where, sched in keyed:
+            at = []
+            for key in sched:
+                try:
+                    at.append(horizon.index(key))
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+            if at != sorted(at):
+                raise ValueError(f"{where}: keys out of order: {', '.join(sched)} (give them in horizon order)")
+        grid, reserve = site.grid_mw, site.reserve_mw
+        for key, step in site.schedule.items():
+            grid = step.grid_mw if step.grid_mw is not None else grid
+            reserve = step.reserve_mw if step.reserve_mw is not None else reserve
+            if reserve > grid:
+                raise ValueError(f"sites[{i}].schedule.{key}: reserve_mw {reserve} exceeds grid_mw {grid}")
+
+
+class _JobBase(Strict):
     id: str = Field(min_length=1)
     tenant: str = "default"
     priority: int = 0
